@@ -1,0 +1,34 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+# Both create the virtualenv and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STORE ?= ablate-results
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[worker,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ablate run examples/seed-study.yaml --store $(STORE) --jobs 2
+
+test: $(STAMP)
+	$(BIN)/ruff check service workers tests bench
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check service workers tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) $(STORE) .pytest_cache .ruff_cache

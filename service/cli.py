@@ -1,0 +1,138 @@
+"""The `ablate` command line: run, validate and schema (local mode)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.errors import AblateError
+from service.logs import configure_logging
+from service.plan import Plan, build_plan
+from service.settings import get_settings
+from service.spec import load_spec
+from service.spec.models import StudySpec
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class AblateGroup(click.Group):
+    """Shows an `AblateError` as one clear message and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AblateError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=AblateGroup)
+@click.version_option(package_name="ablate")
+def cli() -> None:
+    """Find what causes a Keras CNN's low accuracy with ablation studies."""
+    settings = get_settings()
+    configure_logging(settings.log_level if settings.log_level != "info" else "warning", settings.log_format)
+
+
+def _plan(spec_path: str) -> tuple[StudySpec, Plan]:
+    spec = load_spec(spec_path)
+    return spec, build_plan(spec, source=spec_path)
+
+
+def _plan_table(plan: Plan) -> Table:
+    table = Table(title=f"study {plan.study_id}", title_justify="left")
+    table.add_column("variant")
+    table.add_column("changes")
+    table.add_column("runs", justify="right")
+    for variant in plan.variants:
+        changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in variant.overrides.items()) or "—"
+        table.add_row(variant.name, changes, str(len(variant.run_ids)))
+    return table
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+def validate(spec: str) -> None:
+    """Check SPEC and print its plan (variants x seeds = runs) without training."""
+    study, plan = _plan(spec)
+    console.print(_plan_table(plan))
+    seeds = len(study.ablation.seed_list)
+    console.print(
+        f"{len(plan.variants)} variants x {seeds} seeds = {plan.run_count} runs "
+        f"({len(plan.variants) * seeds - plan.run_count} identical runs collapsed)"
+    )
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of a study spec (for editor completion of YAML files)."""
+    document = StudySpec.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "Ablate study spec"
+    click.echo(json.dumps(document, indent=2))
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--store", "store_url", help="Result directory (default: $ABLATE_STORE or ./ablate-results).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once, each in its own process.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the training processes' logs.")
+def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
+    """Train the study in SPEC on this machine and print a summary table."""
+    from service.embedded import run_plan
+    from service.store import open_store
+    from service.summary import summarize, summary_table
+
+    _, plan = _plan(spec)
+    store = open_store(store_url or get_settings().store)
+    console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {store.location()}")
+    names: dict[str, str] = {}
+    for variant in plan.variants:
+        for run_id in variant.run_ids:
+            names.setdefault(run_id, f"{variant.name} (seed {plan.runs[run_id].seed})")
+
+    with Progress(
+        TextColumn("[bold]runs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("runs", total=plan.run_count, current="")
+
+        def show(progress) -> None:
+            current = "; ".join(
+                f"{names[run_id]} epoch {epoch}/{epochs}"
+                for run_id, (epoch, epochs) in sorted(progress.running.items())
+            )
+            bar.update(task, completed=progress.done, current=current)
+
+        outcome = run_plan(plan, store, jobs=jobs, on_progress=show, verbose=verbose)
+
+    rows = summarize(plan, store)
+    console.print(summary_table(rows, f"study {plan.study_id}"))
+    reused = outcome.reused
+    trained = sum(1 for o in outcome.outcomes.values() if not o.reused)
+    console.print(f"{trained} runs trained, {reused} reused from the store")
+    failed = [o for o in outcome.outcomes.values() if o.state == "failed"]
+    for item in failed:
+        errors.print(f"[red]run {item.run_id} ({names[item.run_id]}) failed:[/] {item.error}", highlight=False)
+    console.print(f"results: {store.location('studies/' + plan.study_id)}")
+    if failed:
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="ablate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""What every dataset kind hands to the shared split/scale code: `Source`, plus small helpers.
+
+A kind reads its data once into a `Source`; `inspect` asks for labels only (no pixels when that
+saves work), `load` asks for arrays too. Keeping the split out of the kinds means every kind
+splits, checks and scales the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.errors import DatasetError
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Source:
+    """Raw data of one dataset, before splitting and scaling."""
+
+    fingerprint: str
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    n_train: int
+    y_train: np.ndarray | None
+    """int64 labels 0..K-1; None only when they cannot be known without downloading."""
+    n_test: int | None = None
+    """Size of the source's own test set; None when the source has none (test_split applies)."""
+    x_train: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+def local_path(path: str, field: str) -> Path:
+    """Where a local dataset lives. The S3 store replaces this to fetch s3:// URIs."""
+    if path.startswith("s3://"):
+        raise DatasetError(
+            field, "s3:// datasets are read by the S3 store; not available in this build"
+        )
+    return Path(path).expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

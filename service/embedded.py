@@ -1,0 +1,154 @@
+"""The embedded executor behind `ablate run`: trains a plan's runs on this machine.
+
+Runs train in child processes (spawned, never forked, so TensorFlow is imported only where it
+trains), `jobs` at a time, each calling the same `workers.runner.run` a Celery worker calls. The
+parent process never imports TensorFlow; it follows progress by reading each run's `status.json`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from service.plan import Plan
+from service.records import TERMINAL_STATES, read_metrics, read_status, study_key
+from service.store import Store, open_store
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    state: str
+    reused: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Progress:
+    """What the caller is shown while a study trains."""
+
+    total: int
+    done: int = 0
+    reused: int = 0
+    running: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """run_id -> (epoch, epochs) of runs training now."""
+    outcomes: dict[str, RunOutcome] = field(default_factory=dict)
+
+
+def write_study(plan: Plan, store: Store) -> None:
+    store.put_json(study_key(plan.study_id, "study.json"), plan.study_document())
+
+
+def stored_outcomes(plan: Plan, store: Store) -> dict[str, RunOutcome]:
+    """Runs whose final result is already stored: reused, not retrained."""
+    outcomes = {}
+    for run_id in plan.runs:
+        if read_metrics(store, run_id) is not None:
+            outcomes[run_id] = RunOutcome(run_id, "succeeded", reused=True)
+            continue
+        status = read_status(store, run_id)
+        if status is not None and status.state in TERMINAL_STATES:
+            outcomes[run_id] = RunOutcome(run_id, status.state, reused=True, error=status.error)
+    return outcomes
+
+
+def run_plan(
+    plan: Plan,
+    store: Store,
+    jobs: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+    verbose: bool = False,
+    poll_seconds: float = 0.5,
+) -> Progress:
+    """Train every run of `plan` not already stored; return the outcome of each run."""
+    write_study(plan, store)
+    progress = Progress(total=plan.run_count)
+    progress.outcomes = stored_outcomes(plan, store)
+    progress.done = progress.reused = len(progress.outcomes)
+    pending = [run_id for run_id in plan.runs if run_id not in progress.outcomes]
+    notify = on_progress or (lambda _: None)
+    notify(progress)
+    if not pending:
+        return progress
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=max(1, min(jobs, len(pending))),
+        mp_context=context,
+        initializer=_init_child,
+        initargs=(verbose,),
+    ) as pool:
+        futures: dict[Future, str] = {
+            pool.submit(_train_in_child, plan.runs[run_id].model_dump_json(), store.url): run_id
+            for run_id in pending
+        }
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run_id = futures[future]
+                progress.running.pop(run_id, None)
+                progress.outcomes[run_id] = _outcome(run_id, future)
+                progress.done += 1
+            _poll_running(progress, store, [futures[f] for f in remaining])
+            notify(progress)
+    return progress
+
+
+def _outcome(run_id: str, future: Future) -> RunOutcome:
+    try:
+        result = future.result()
+    except Exception as exc:  # the child raised, or died
+        return RunOutcome(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    return RunOutcome(run_id, result["state"], reused=result["reused"], error=result["error"])
+
+
+def _poll_running(progress: Progress, store: Store, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        status = read_status(store, run_id)
+        if status is not None and status.state == "running":
+            progress.running[run_id] = (status.epoch, status.epochs)
+
+
+# Child process side
+
+
+def _init_child(verbose: bool) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        # TensorFlow's C++ start-up chatter would tear the progress bar; errors still reach
+        # the user through each run's status.json and the summary.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    _die_with_parent()
+    # Ctrl-C reaches the whole process group; let the parent decide, children just stop.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from service.logs import configure_logging
+
+    configure_logging(level="info" if verbose else "warning")
+
+
+def _die_with_parent() -> None:
+    # A child must not train on after `ablate run` was killed: ask Linux to SIGKILL it then.
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _train_in_child(run_json: str, store_url: str) -> dict:
+    from service.identity import RunSpec
+    from workers.runner import run  # the lazy import DESIGN.md allows: only children train
+
+    spec = RunSpec.model_validate_json(run_json)
+    result = run(spec, open_store(store_url))
+    return {"state": result.state, "reused": result.reused, "error": result.error}

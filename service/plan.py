@@ -1,0 +1,224 @@
+"""Expand a study spec into variants and content-addressed runs.
+
+A variant is the baseline with some dotted-path overrides; each variant runs once per seed.
+Identical runs (same config, data and seed) collapse into one run_id, so a factor value equal to
+the baseline costs nothing extra. Everything here is checked before anything is queued or written.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from service import datasets
+from service.errors import DatasetError, SpecError
+from service.identity import RunSpec, canonical_json, study_id
+from service.spec.load import format_errors
+from service.spec.models import StudySpec, TrainConfig
+
+BASELINE = "baseline"
+
+
+class Variant(BaseModel):
+    name: str
+    factor: str | None
+    overrides: dict[str, Any]
+    run_ids: list[str]
+
+
+class Plan(BaseModel):
+    study_id: str
+    spec: StudySpec
+    variants: list[Variant]
+    runs: dict[str, RunSpec]
+
+    @property
+    def run_count(self) -> int:
+        return len(self.runs)
+
+    def study_document(self) -> dict[str, Any]:
+        """The contents of `studies/{study_id}/study.json`."""
+        return {
+            "study_id": self.study_id,
+            "spec": self.spec.model_dump(mode="json"),
+            "variants": [variant.model_dump(mode="json") for variant in self.variants],
+            "run_ids": sorted(self.runs),
+        }
+
+
+def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
+    """Expand `spec`; raises `SpecError` (naming the field) for any bad factor, path or dataset."""
+    baseline = spec.baseline().model_dump(mode="json")
+    seeds = spec.ablation.seed_list
+    configs: list[tuple[str, str | None, dict[str, Any], TrainConfig]] = []
+    for name, factor, overrides, field in _variants(spec, baseline, source):
+        config = _apply(baseline, overrides, field, source)
+        configs.append((name, factor, overrides, config))
+
+    distinct = {canonical_json(config.model_dump(mode="json")) for *_, config in configs}
+    planned = len(distinct) * len(seeds)
+    if planned > spec.ablation.max_runs:
+        raise SpecError(
+            source,
+            [(
+                "ablation.max_runs",
+                f"the plan has {planned} runs ({len(distinct)} distinct variants x "
+                f"{len(seeds)} seeds), more than max_runs={spec.ablation.max_runs}; "
+                "raise max_runs or ablate fewer values",
+            )],
+        )
+
+    fingerprints: dict[str, str] = {}
+    variants: list[Variant] = []
+    runs: dict[str, RunSpec] = {}
+    for name, factor, overrides, config in configs:
+        data_key = canonical_json(config.dataset.model_dump(mode="json"))
+        if data_key not in fingerprints:
+            try:
+                fingerprints[data_key] = datasets.inspect(config.dataset).fingerprint
+            except DatasetError as exc:
+                raise SpecError(source, [(exc.field, str(exc).removeprefix(f"{exc.field}: "))]) from None
+        run_ids = []
+        for seed in seeds:
+            run = RunSpec(config=config, dataset_fingerprint=fingerprints[data_key], seed=seed)
+            runs.setdefault(run.run_id, run)
+            run_ids.append(run.run_id)
+        variants.append(Variant(name=name, factor=factor, overrides=overrides, run_ids=run_ids))
+    return Plan(study_id=study_id(spec), spec=spec, variants=_unique_names(variants), runs=runs)
+
+
+# Strategies
+
+
+def _variants(
+    spec: StudySpec, baseline: dict[str, Any], source: str
+) -> Iterator[tuple[str, str | None, dict[str, Any], str]]:
+    """Yield (variant name, factor name, overrides, spec field that produced it)."""
+    ablation = spec.ablation
+    yield BASELINE, None, {}, "ablation"
+    if ablation.strategy == "one_at_a_time":
+        for index, factor in enumerate(ablation.factors):
+            for value_index, overrides in enumerate(_factor_overrides(factor)):
+                name = _label(factor, value_index, overrides)
+                yield name, factor.display_name, overrides, f"ablation.factors[{index}].values[{value_index}]"
+    elif ablation.strategy == "grid":
+        choices = [list(enumerate(_factor_overrides(factor))) for factor in ablation.factors]
+        for combo in itertools.product(*choices):
+            overrides: dict[str, Any] = {}
+            for _, change in combo:
+                for path in change:
+                    if path in overrides:
+                        raise SpecError(
+                            source, [("ablation.factors", f"two factors both set {path!r} in a grid")]
+                        )
+                overrides.update(change)
+            names = [_label(f, vi, ch) for (vi, ch), f in zip(combo, ablation.factors, strict=True)]
+            if overrides:
+                yield ", ".join(names), "grid", overrides, "ablation.factors"
+    else:
+        for index, component in enumerate(ablation.components):
+            overrides = _loco_overrides(component, baseline, f"ablation.components[{index}]", source)
+            yield f"no {component}", component, overrides, f"ablation.components[{index}]"
+
+
+def _factor_overrides(factor: Any) -> list[dict[str, Any]]:
+    if factor.path is not None:
+        return [{factor.path: value} for value in factor.values]
+    return [dict(value) for value in factor.values]
+
+
+def _label(factor: Any, index: int, overrides: dict[str, Any]) -> str:
+    if factor.labels is not None:
+        return factor.labels[index]
+    return ", ".join(f"{path}={_short(value)}" for path, value in overrides.items())
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        rest = ",".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value['name']}({rest})" if rest else str(value["name"])
+    if isinstance(value, str):
+        return value
+    return canonical_json(value)
+
+
+def _loco_overrides(component: str, baseline: dict[str, Any], field: str, source: str) -> dict[str, Any]:
+    model = baseline["model"]
+    if component == "dropout":
+        return {"model.dropout": 0.0, "model.conv_dropout": 0.0}
+    if component == "augmentation":
+        return {"augmentation": {}}
+    if component == "l2":
+        return {"model.l2": 0.0}
+    if component == "batch_norm":
+        return {"model.conv_blocks": [{**block, "batch_norm": False} for block in model["conv_blocks"]]}
+    if component == "schedule":
+        return {"schedule": {"name": "constant"}}
+    if component == "label_smoothing":
+        return {"training.label_smoothing": 0.0}
+    if component == "early_stopping":
+        return {"training.early_stopping": None}
+    if component == "dense":
+        return {"model.dense": []}
+    block = int(component.split(".", 1)[1])
+    blocks = model["conv_blocks"]
+    if block >= len(blocks):
+        raise SpecError(source, [(field, f"{component}: the baseline has {len(blocks)} conv blocks (0..{len(blocks) - 1})")])
+    if len(blocks) == 1:
+        raise SpecError(source, [(field, f"{component}: cannot remove the only conv block")])
+    return {"model.conv_blocks": blocks[:block] + blocks[block + 1 :]}
+
+
+# Applying overrides
+
+
+def _apply(baseline: dict[str, Any], overrides: dict[str, Any], field: str, source: str) -> TrainConfig:
+    data = copy.deepcopy(baseline)
+    for path, value in overrides.items():
+        _set_path(data, path, value, field, source)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [(f"{field} ({path})", message) for path, message in format_errors(exc, data)]
+        raise SpecError(source, problems) from None
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any, field: str, source: str) -> None:
+    parts = path.split(".")
+    node: Any = data
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(source, [(field, f"unknown factor path {path!r}: {here} is not an index of a {len(node)}-item list")])
+            key: Any = int(part)
+        elif isinstance(node, dict):
+            if part not in node:
+                hint = difflib.get_close_matches(part, list(node), n=1)
+                suggestion = f" (did you mean {'.'.join(parts[:depth] + hint)!r}?)" if hint else ""
+                known = ", ".join(sorted(node))
+                raise SpecError(source, [(field, f"unknown factor path {path!r}{suggestion}; fields here: {known}")])
+            key = part
+        else:
+            parent = ".".join(parts[:depth])
+            raise SpecError(source, [(field, f"unknown factor path {path!r}: {parent} is {node!r} in the baseline, not a mapping")])
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
+
+
+def _unique_names(variants: list[Variant]) -> list[Variant]:
+    seen: dict[str, int] = {}
+    for variant in variants:
+        count = seen.get(variant.name, 0)
+        seen[variant.name] = count + 1
+        if count:
+            variant.name = f"{variant.name} #{count + 1}"
+    return variants

@@ -1,0 +1,30 @@
+"""Shared building blocks of the spec models: strict base model and validated path strings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+class StrictModel(BaseModel):
+    """Unknown keys and wrong types are errors, never silently coerced or dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _check_data_path(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("path contains NUL or control characters")
+    if value.startswith("s3://"):
+        bucket, _, key = value[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError("s3:// URI has no bucket")
+        if ".." in key.split("/"):
+            raise ValueError("s3:// key must not contain '..' segments")
+    elif "://" in value:
+        raise ValueError("only local paths and s3:// URIs are supported")
+    return value
+
+
+DataPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_check_data_path)]

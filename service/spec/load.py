@@ -1,0 +1,132 @@
+"""Read a study spec from YAML/JSON into `StudySpec`, with errors that name the file and field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from service.errors import SpecError
+from service.spec.models import StudySpec
+
+# YAML 1.1 reads `1e-3` as a string; every user means a float, so resolve it as one.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that reads 1e-3 as a float and refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+MAX_SPEC_BYTES = 1_000_000
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(source, [("", f"{where}invalid YAML: {problem}")]) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a spec file; raises `SpecError` naming the file and each bad field."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(source, [("", "file not found")]) from None
+    except IsADirectoryError:
+        raise SpecError(source, [("", "is a directory, not a spec file")]) from None
+    except OSError as exc:
+        raise SpecError(source, [("", f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(source, [("", f"spec is larger than {MAX_SPEC_BYTES} bytes")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(source, [("", "not UTF-8 text")]) from None
+    return spec_from_data(parse_yaml(text, source), source)
+
+
+def spec_from_data(data: Any, source: str = "<spec>") -> StudySpec:
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else type(data).__name__
+        raise SpecError(source, [("", f"a spec must be a mapping of fields, got {kind}")])
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, format_errors(exc, data)) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # pydantic's own input guards
+        raise SpecError(source, [("", f"invalid spec: {exc}")]) from None
+
+
+def format_errors(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        field = dotted(error["loc"], data)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "union_tag_invalid":
+            message = f"unknown {error['ctx']['discriminator'].strip(chr(39))} {error['ctx']['tag']!r}; expected one of {error['ctx']['expected_tags']}"
+        elif error["type"] == "union_tag_not_found":
+            message = f"missing {error['ctx']['discriminator'].strip(chr(39))!r}"
+        message = message.removeprefix("Value error, ")
+        if error["type"] != "extra_forbidden" and "input" in error and not isinstance(
+            error["input"], (dict, list)
+        ):
+            message += f" (got {error['input']!r})"
+        problems.append((field, message))
+    return problems
+
+
+def dotted(loc: Iterable[Any], data: Any) -> str:
+    """`('dataset', 'npz', 'path')` -> `dataset.path`: drop union tags that are not input keys."""
+    parts: list[str] = []
+    current = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(current, list):
+            parts.append(f"[{item}]")
+            current = current[item] if item < len(current) else None
+        elif isinstance(current, Mapping) and item in current:
+            parts.append(f".{item}" if parts else str(item))
+            current = current[item]
+        elif isinstance(current, Mapping) or current is None:
+            # A union tag or a model name pydantic inserts: skip it unless it is the last part.
+            if item == list(loc)[-1]:
+                parts.append(f".{item}" if parts else str(item))
+            current = current if isinstance(current, Mapping) else None
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts)

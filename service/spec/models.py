@@ -1,0 +1,319 @@
+"""The study spec: a baseline training config plus the ablation to run around it.
+
+`TrainConfig` is everything one run needs (dataset, model, optimizer, schedule, augmentation,
+training); `StudySpec` is a `TrainConfig` with a name and an `ablation` section. Factor paths in
+the ablation are dotted paths into `TrainConfig` (`optimizer.learning_rate`, `model.dropout`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from service.spec.base import StrictModel
+from service.spec.datasets import DatasetSpec, DigitsDataset
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+Activation = Literal["relu", "gelu", "elu", "selu", "swish", "tanh", "leaky_relu"]
+
+
+# Model
+
+
+class ConvBlock(StrictModel):
+    filters: Annotated[int, Field(gt=0, le=4096)] = 32
+    kernel_size: Annotated[int, Field(gt=0, le=15)] = 3
+    convs: Annotated[int, Field(gt=0, le=8)] = 1
+    """Convolutions in the block, each followed by batch norm (optional) and the activation."""
+    stride: Annotated[int, Field(gt=0, le=4)] = 1
+    padding: Literal["same", "valid"] = "same"
+    batch_norm: bool = False
+    pooling: Literal["max", "avg", "none"] = "max"
+    pool_size: Annotated[int, Field(gt=0, le=8)] = 2
+    activation: Activation = "relu"
+
+
+class ModelSpec(StrictModel):
+    factory: str | None = None
+    """`package.module:function` building an uncompiled keras.Model, installed on the workers;
+    called as `function(config, input_shape, num_classes)`. Replaces the declarative CNN."""
+    conv_blocks: list[ConvBlock] = Field(
+        default_factory=lambda: [ConvBlock(filters=32), ConvBlock(filters=64)]
+    )
+    global_pool: Literal["flatten", "avg", "max"] = "flatten"
+    dense: list[Annotated[int, Field(gt=0, le=65536)]] = Field(default_factory=lambda: [128])
+    dense_activation: Activation = "relu"
+    dropout: Rate = 0.0
+    """Dropout before each dense layer of the head (and before the output layer)."""
+    conv_dropout: Rate = 0.0
+    """Dropout after each conv block."""
+    l2: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """L2 weight decay on conv and dense kernels."""
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_path(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must look like 'package.module:function'")
+        return value
+
+    @model_validator(mode="after")
+    def _has_layers(self) -> ModelSpec:
+        if self.factory is None and not self.conv_blocks:
+            raise ValueError("conv_blocks must not be empty unless a factory builds the model")
+        return self
+
+
+# Optimizer
+
+
+class _OptimizerBase(StrictModel):
+    learning_rate: Annotated[float, Field(gt=0.0, le=10.0)] = 0.001
+    clipnorm: Annotated[float, Field(gt=0.0)] | None = None
+
+
+class Adam(_OptimizerBase):
+    name: Literal["adam"]
+    beta_1: Rate = 0.9
+    beta_2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
+
+
+class AdamW(_OptimizerBase):
+    name: Literal["adamw"]
+    weight_decay: Annotated[float, Field(ge=0.0, le=1.0)] = 0.004
+    beta_1: Rate = 0.9
+    beta_2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
+
+
+class SGD(_OptimizerBase):
+    name: Literal["sgd"]
+    learning_rate: Annotated[float, Field(gt=0.0, le=10.0)] = 0.01
+    momentum: Rate = 0.0
+    nesterov: bool = False
+
+
+class RMSprop(_OptimizerBase):
+    name: Literal["rmsprop"]
+    rho: Rate = 0.9
+    momentum: Rate = 0.0
+
+
+OptimizerSpec = Annotated[Adam | AdamW | SGD | RMSprop, Field(discriminator="name")]
+
+
+# Learning-rate schedule
+
+
+class Constant(StrictModel):
+    name: Literal["constant"]
+
+
+class ExponentialDecay(StrictModel):
+    name: Literal["exponential_decay"]
+    decay_steps: PositiveInt = 1000
+    decay_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.96
+    staircase: bool = False
+
+
+class Cosine(StrictModel):
+    name: Literal["cosine"]
+    decay_steps: PositiveInt | None = None
+    """Steps to decay over after the warm-up; default: the whole training run."""
+    alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+
+
+class Piecewise(StrictModel):
+    name: Literal["piecewise"]
+    boundaries: list[PositiveInt]
+    """Step boundaries; `values` has one more entry than `boundaries`."""
+    values: list[Annotated[float, Field(gt=0.0)]]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Piecewise:
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError("values must have exactly one more entry than boundaries")
+        if self.boundaries != sorted(set(self.boundaries)):
+            raise ValueError("boundaries must be strictly increasing")
+        return self
+
+
+class ReduceOnPlateau(StrictModel):
+    name: Literal["reduce_on_plateau"]
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    patience: Annotated[int, Field(ge=0)] = 3
+    min_lr: Annotated[float, Field(ge=0.0)] = 1e-6
+
+
+ScheduleSpec = Annotated[
+    Constant | ExponentialDecay | Cosine | Piecewise | ReduceOnPlateau,
+    Field(discriminator="name"),
+]
+
+
+# Augmentation (Keras preprocessing layers inside the model, active only in training)
+
+
+class AugmentationSpec(StrictModel):
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    """Fraction of a full turn (0.1 = up to ±36 degrees)."""
+    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    translation: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Fraction of height and width."""
+    contrast: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    random_crop: Annotated[int, Field(ge=0, le=64)] = 0
+    """Pixels of zero padding before cropping back to the input size (0 = off)."""
+
+    @property
+    def enabled(self) -> bool:
+        return any(value not in (False, 0, 0.0) for value in self.model_dump().values())
+
+
+# Training
+
+
+class EarlyStopping(StrictModel):
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
+    patience: Annotated[int, Field(ge=0)] = 5
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainingSpec(StrictModel):
+    epochs: Annotated[int, Field(gt=0, le=10_000)] = 10
+    batch_size: Annotated[int, Field(gt=0, le=65_536)] = 32
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    early_stopping: EarlyStopping | None = None
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = 1
+
+
+class TrainConfig(StrictModel):
+    """Everything one run trains with, apart from its seed."""
+
+    dataset: DatasetSpec = Field(default_factory=lambda: DigitsDataset(kind="digits"))
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimizer: OptimizerSpec = Field(default_factory=lambda: Adam(name="adam"))
+    schedule: ScheduleSpec = Field(default_factory=lambda: Constant(name="constant"))
+    augmentation: AugmentationSpec = Field(default_factory=AugmentationSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+
+    @model_validator(mode="after")
+    def _plateau_needs_validation(self) -> TrainConfig:
+        monitors = []
+        if isinstance(self.schedule, ReduceOnPlateau):
+            monitors.append(("schedule.monitor", self.schedule.monitor))
+        if self.training.early_stopping is not None:
+            monitors.append(("training.early_stopping.monitor", self.training.early_stopping.monitor))
+        for field, monitor in monitors:
+            if monitor.startswith("val_") and self.dataset.validation_split == 0.0:
+                raise ValueError(f"{field} is {monitor!r} but dataset.validation_split is 0")
+        return self
+
+
+# Ablation
+
+
+class Factor(StrictModel):
+    """One factor to ablate.
+
+    With `path`, each value is set at that dotted path of the baseline config. Without `path`,
+    each value is a mapping of dotted paths to values, changed together (one variant each).
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    path: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    values: Annotated[list[Any], Field(min_length=1, max_length=1000)]
+    labels: list[Annotated[str, Field(min_length=1, max_length=80)]] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Factor:
+        if self.path is None:
+            for index, value in enumerate(self.values):
+                if not isinstance(value, dict) or not value:
+                    raise ValueError(
+                        f"values[{index}] must be a mapping of dotted paths to values "
+                        "when the factor has no 'path'"
+                    )
+        if self.labels is not None and len(self.labels) != len(self.values):
+            raise ValueError("labels must have one entry per value")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.path or "factor"
+
+
+LOCO_COMPONENTS = (
+    "dropout",
+    "augmentation",
+    "l2",
+    "batch_norm",
+    "schedule",
+    "label_smoothing",
+    "early_stopping",
+    "dense",
+)
+
+
+class AblationSpec(StrictModel):
+    strategy: Literal["one_at_a_time", "grid", "loco"] = "one_at_a_time"
+    factors: list[Factor] = Field(default_factory=list)
+    components: list[str] = Field(default_factory=list)
+    """For `loco`: components removed one at a time: dropout, augmentation, l2, batch_norm,
+    schedule, label_smoothing, early_stopping, dense, or conv_block.N (block N, from 0)."""
+    seeds: Annotated[int, Field(gt=0, le=1000)] | list[Annotated[int, Field(ge=0)]] = 3
+    max_runs: Annotated[int, Field(gt=0)] = 500
+
+    @field_validator("components")
+    @classmethod
+    def _known_components(cls, value: list[str]) -> list[str]:
+        for component in value:
+            if component not in LOCO_COMPONENTS and not re.fullmatch(r"conv_block\.\d+", component):
+                known = ", ".join(LOCO_COMPONENTS) + ", conv_block.N"
+                raise ValueError(f"unknown component {component!r} (known: {known})")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("seeds list must not be empty")
+            if len(set(value)) != len(value):
+                raise ValueError("seeds must be distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _strategy_inputs(self) -> AblationSpec:
+        if self.strategy == "loco":
+            if not self.components:
+                raise ValueError("strategy 'loco' needs a non-empty 'components' list")
+            if self.factors:
+                raise ValueError("strategy 'loco' takes 'components', not 'factors'")
+        elif self.components:
+            raise ValueError(f"'components' is only used by strategy 'loco', not {self.strategy!r}")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+class StudySpec(TrainConfig):
+    """A study: a name, the baseline training config, and the ablation around it."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    description: Annotated[str, Field(max_length=2000)] = ""
+    ablation: AblationSpec = Field(default_factory=AblationSpec)
+
+    def baseline(self) -> TrainConfig:
+        return TrainConfig.model_validate(
+            self.model_dump(exclude={"name", "description", "ablation"}), strict=False
+        )

@@ -1,0 +1,127 @@
+"""The one Keras callback a run trains with: record the epoch, act on it, persist it.
+
+At each epoch end it appends the epoch to the history, stops a diverged run (NaN/inf loss),
+applies reduce-on-plateau and early stopping with state that survives a resume, writes a
+checkpoint and streams the history into `status.json`. It uses epoch hooks only, so Keras never
+syncs the device per batch on its account.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import keras
+
+from service.records import EpochRecord, RunStatus, write_status
+from service.spec.models import ReduceOnPlateau, TrainConfig
+from service.store.base import Store
+from workers import checkpoint
+from workers.checkpoint import TrainingState
+from workers.optim import current_learning_rate, set_learning_rate
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(
+        self,
+        config: TrainConfig,
+        store: Store,
+        status: RunStatus,
+        state: TrainingState,
+        variables: Callable[[], list],
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.status = status
+        self.state = state
+        self.variables = variables
+        self.diverged_epoch: int | None = None
+        self.stopped_early = False
+        self.checkpoint_seconds = 0.0
+        self._started = 0.0
+        self._learning_rate = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._learning_rate = current_learning_rate(self.model.optimizer)
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self._started
+        logs = logs or {}
+        record = EpochRecord(
+            epoch=epoch + 1,
+            loss=_finite_or_none(logs.get("loss")),
+            accuracy=_finite_or_none(logs.get("accuracy")),
+            val_loss=_finite_or_none(logs.get("val_loss")),
+            val_accuracy=_finite_or_none(logs.get("val_accuracy")),
+            learning_rate=self._learning_rate,
+            epoch_seconds=round(seconds, 4),
+        )
+        started = time.perf_counter()
+        self.state.epoch = epoch + 1
+        self.state.history.append(record.model_dump())
+        self.status.epoch = epoch + 1
+        self.status.history.append(record)
+
+        if record.loss is None:
+            # NaN or inf: the run diverged; nothing after this epoch is worth keeping.
+            self.diverged_epoch = epoch + 1
+            self.model.stop_training = True
+            self.checkpoint_seconds += time.perf_counter() - started
+            return
+        self._reduce_on_plateau(logs)
+        self._early_stopping(logs)
+        self.state.learning_rate = current_learning_rate(self.model.optimizer)
+        checkpoint.save(self.store, self.status.run_id, self.variables(), self.state)
+        write_status(self.store, self.status)
+        self.checkpoint_seconds += time.perf_counter() - started
+
+    def _reduce_on_plateau(self, logs: dict) -> None:
+        schedule = self.config.schedule
+        if not isinstance(schedule, ReduceOnPlateau):
+            return
+        value = logs.get(schedule.monitor)
+        if value is None:
+            return
+        if _improved(value, self.state.plateau_best, schedule.monitor, 0.0):
+            self.state.plateau_best = float(value)
+            self.state.plateau_wait = 0
+            return
+        self.state.plateau_wait += 1
+        if self.state.plateau_wait > schedule.patience:
+            lowered = max(current_learning_rate(self.model.optimizer) * schedule.factor, schedule.min_lr)
+            set_learning_rate(self.model.optimizer, lowered)
+            self.state.plateau_wait = 0
+
+    def _early_stopping(self, logs: dict) -> None:
+        rule = self.config.training.early_stopping
+        if rule is None:
+            return
+        value = logs.get(rule.monitor)
+        if value is None:
+            return
+        if _improved(value, self.state.best, rule.monitor, rule.min_delta):
+            self.state.best = float(value)
+            self.state.wait = 0
+            return
+        self.state.wait += 1
+        if self.state.wait > rule.patience:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
+def _improved(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
+    if best is None:
+        return True
+    if "loss" in monitor:
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+def _finite_or_none(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

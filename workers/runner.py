@@ -1,0 +1,223 @@
+"""`run(run_spec, store)`: train one run end to end. The embedded executor and the Celery task
+both call this function; it owns no queue and no process management.
+
+Order of writes: run.json, status.json (running), one checkpoint per epoch, model.keras,
+metrics.json (last: its presence means success), status.json (succeeded).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import structlog
+
+from service import datasets
+from service.errors import AblateError
+from service.identity import RunSpec
+from service.records import (
+    TERMINAL_STATES,
+    EpochRecord,
+    RunMetrics,
+    RunStatus,
+    TestMetrics,
+    read_metrics,
+    read_status,
+    run_key,
+    worker_name,
+    write_status,
+)
+from service.store.base import Store
+from workers import checkpoint
+from workers.callbacks import EpochRecorder
+from workers.checkpoint import TrainingState
+from workers.environment import describe_environment
+from workers.model import build_model
+from workers.optim import build_optimizer, loss_for, set_learning_rate
+from workers.pipeline import eval_dataset, training_dataset
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    state: str
+    reused: bool
+    test_accuracy: float | None = None
+    epochs_run: int = 0
+    error: str | None = None
+
+
+class DatasetChanged(AblateError):
+    """The data on disk no longer matches the fingerprint the run was planned with."""
+
+
+def run(run_spec: RunSpec, store: Store) -> RunResult:
+    """Train `run_spec` (or reuse its stored result) and return how it ended."""
+    run_id = run_spec.run_id
+    existing = _stored_result(store, run_id)
+    if existing is not None:
+        return existing
+
+    bound = log.bind(run_id=run_id)
+    store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run_spec.model_dump(mode="json")})
+    previous = read_status(store, run_id)
+    status = RunStatus(
+        run_id=run_id,
+        state="running",
+        attempt=(previous.attempt if previous else 0) + 1,
+        epochs=run_spec.config.training.epochs,
+        worker=worker_name(),
+    )
+    write_status(store, status)
+    try:
+        return _train(run_spec, store, status, bound)
+    except Exception as exc:
+        status.state = "failed"
+        status.error = f"{type(exc).__name__}: {exc}"
+        write_status(store, status)
+        bound.error("run failed", error=status.error)
+        raise
+
+
+def _stored_result(store: Store, run_id: str) -> RunResult | None:
+    metrics = read_metrics(store, run_id)
+    if metrics is not None:
+        return RunResult(run_id, "succeeded", True, metrics.test.accuracy, metrics.epochs_run)
+    status = read_status(store, run_id)
+    if status is not None and status.state in TERMINAL_STATES:
+        return RunResult(run_id, status.state, True, None, status.epoch, status.error)
+    return None
+
+
+def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound) -> RunResult:
+    started = time.perf_counter()
+    config = run_spec.config
+    training = config.training
+    data = datasets.load(config.dataset)
+    if data.info.fingerprint != run_spec.dataset_fingerprint:
+        raise DatasetChanged(
+            f"dataset: the data changed since the study was planned "
+            f"(fingerprint {data.info.fingerprint[:12]} != {run_spec.dataset_fingerprint[:12]}); "
+            "resubmit the spec to plan new runs"
+        )
+    num_classes = data.info.num_classes
+    one_hot = training.label_smoothing > 0
+
+    # A fresh graph per run: a worker process trains many runs one after another.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(run_spec.seed)
+    policy = "mixed_float16" if training.mixed_precision else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    model = build_model(config, data.info.input_shape, num_classes)
+    steps_per_epoch = max(1, -(-len(data.x_train) // training.batch_size))
+    model.compile(
+        optimizer=build_optimizer(config, steps_per_epoch),
+        loss=loss_for(config),
+        metrics=["accuracy"],
+        jit_compile=training.jit_compile,
+        steps_per_execution=training.steps_per_execution,
+    )
+    model.optimizer.build(model.trainable_variables)
+
+    def variables() -> list:
+        return [*model.weights, *model.optimizer.variables]
+
+    state = checkpoint.restore(store, run_spec.run_id, variables())
+    if state is None:
+        state = TrainingState()
+    else:
+        status.resumed_from_epoch = state.epoch
+        status.epoch = state.epoch
+        status.history = [EpochRecord.model_validate(item) for item in state.history]
+        if config.schedule.name == "reduce_on_plateau" and state.learning_rate is not None:
+            set_learning_rate(model.optimizer, state.learning_rate)
+        bound.info("resuming from checkpoint", epoch=state.epoch)
+    write_status(store, status)
+
+    recorder = EpochRecorder(config, store, status, state, variables)
+    train_data = training_dataset(
+        data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot
+    )
+    val_data = eval_dataset(data.x_val, data.y_val, training.batch_size, num_classes, one_hot)
+    fit_started = time.perf_counter()
+    if state.epoch < training.epochs and not _finished_early(state, config):
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=training.epochs,
+            initial_epoch=state.epoch,
+            callbacks=[recorder],
+            shuffle=False,  # the tf.data pipeline shuffles, seeded
+            verbose=0,
+        )
+    fit_seconds = time.perf_counter() - fit_started
+
+    if recorder.diverged_epoch is not None:
+        status.state = "diverged"
+        status.diverged_epoch = recorder.diverged_epoch
+        status.error = f"loss became NaN or infinite at epoch {recorder.diverged_epoch}"
+        write_status(store, status)
+        bound.warning("run diverged", epoch=recorder.diverged_epoch)
+        return RunResult(run_spec.run_id, "diverged", False, None, recorder.diverged_epoch, status.error)
+
+    eval_started = time.perf_counter()
+    test = _evaluate(model, data, training.batch_size, num_classes, one_hot)
+    eval_seconds = time.perf_counter() - eval_started
+
+    with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        store.put_file(run_key(run_spec.run_id, "model.keras"), path, "application/zip")
+
+    metrics = RunMetrics(
+        run_id=run_spec.run_id,
+        seed=run_spec.seed,
+        epochs_run=state.epoch,
+        stopped_early=recorder.stopped_early or _finished_early(state, config),
+        attempt=status.attempt,
+        resumed_from_epoch=status.resumed_from_epoch,
+        history=status.history,
+        test=test,
+        class_names=data.class_names,
+        timings={
+            "fit_seconds": round(fit_seconds, 4),
+            "checkpoint_seconds": round(recorder.checkpoint_seconds, 4),
+            "eval_seconds": round(eval_seconds, 4),
+            "total_seconds": round(time.perf_counter() - started, 4),
+        },
+        environment=describe_environment(training.mixed_precision, training.jit_compile),
+    )
+    store.put_json(run_key(run_spec.run_id, "metrics.json"), metrics.model_dump(mode="json"))
+    status.state = "succeeded"
+    write_status(store, status)
+    bound.info("run succeeded", test_accuracy=test.accuracy, epochs=state.epoch)
+    return RunResult(run_spec.run_id, "succeeded", False, test.accuracy, state.epoch)
+
+
+def _finished_early(state: TrainingState, config) -> bool:
+    rule = config.training.early_stopping
+    return rule is not None and state.wait > rule.patience
+
+
+def _evaluate(model: keras.Model, data, batch_size: int, num_classes: int, one_hot: bool) -> TestMetrics:
+    test_data = eval_dataset(data.x_test, data.y_test, batch_size, num_classes, one_hot)
+    loss, _ = model.evaluate(test_data, verbose=0)
+    predicted = np.argmax(model.predict(test_data, verbose=0), axis=1)
+    truth = data.y_test.astype(np.int64)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    totals = matrix.sum(axis=1)
+    per_class = [float(matrix[k, k] / totals[k]) if totals[k] else None for k in range(num_classes)]
+    return TestMetrics(
+        accuracy=float(np.trace(matrix) / max(1, len(truth))),
+        loss=float(loss),
+        per_class_accuracy=per_class,
+        confusion_matrix=matrix.tolist(),
+        samples=int(len(truth)),
+    )
