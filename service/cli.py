@@ -17,8 +17,9 @@ from service.settings import get_settings
 from service.spec import load_spec
 from service.spec.models import StudySpec
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output (logs, CI, tests) is not squeezed into 80 columns: tables stay one row per line.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class AblateGroup(click.Group):
