@@ -113,3 +113,54 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny_spec, tmp_pat
     metrics = RunMetrics.model_validate(store.get_json(run_key(spec.run_id, "metrics.json")))
     assert metrics.resumed_from_epoch == 2
     assert [h.epoch for h in metrics.history] == [1, 2, 3, 4]
+
+
+def test_training_options_label_smoothing_plateau_early_stopping(tiny_spec, tmp_path):
+    tiny_spec["training"] = {
+        "epochs": 12,
+        "batch_size": 64,
+        "label_smoothing": 0.1,
+        "steps_per_execution": 2,
+        "early_stopping": {"monitor": "val_accuracy", "patience": 0, "min_delta": 0.5},
+    }
+    tiny_spec["schedule"] = {"name": "reduce_on_plateau", "monitor": "val_loss", "patience": 0, "factor": 0.5, "min_lr": 0.0}
+    tiny_spec["optimizer"]["learning_rate"] = 0.05  # large enough that val_loss stalls
+    store = LocalStore(tmp_path)
+    spec = only_run(tiny_spec)
+    assert run(spec, store).state == "succeeded"
+    metrics = RunMetrics.model_validate(store.get_json(run_key(spec.run_id, "metrics.json")))
+    # min_delta 0.5 can never be met after the first epoch: patience 0 stops at epoch 2
+    assert metrics.stopped_early and metrics.epochs_run == 2
+    assert len(metrics.history) == 2
+
+
+def test_reduce_on_plateau_lowers_the_learning_rate(tiny_spec, tmp_path):
+    tiny_spec["training"]["epochs"] = 6
+    tiny_spec["schedule"] = {"name": "reduce_on_plateau", "monitor": "loss", "patience": 0, "factor": 0.5, "min_lr": 0.0}
+    tiny_spec["optimizer"] = {"name": "sgd", "learning_rate": 2.0}  # too high: the loss stalls
+    store = LocalStore(tmp_path)
+    spec = only_run(tiny_spec)
+    run(spec, store)
+    status = read_status(store, spec.run_id)
+    rates = [h.learning_rate for h in status.history]
+    losses = [h.loss for h in status.history]
+    for epoch in range(1, len(rates)):
+        plateaued = losses[epoch - 1] >= min(losses[: epoch - 1], default=float("inf"))
+        expected = rates[epoch - 1] * (0.5 if plateaued else 1.0)
+        assert rates[epoch] == pytest.approx(expected, rel=1e-5), (rates, losses)
+    assert rates[-1] < rates[0]
+
+
+def test_mixed_precision_and_xla_are_recorded(tiny_spec, tmp_path):
+    tiny_spec["training"].update({"epochs": 1, "mixed_precision": True, "jit_compile": True})
+    store = LocalStore(tmp_path)
+    spec = only_run(tiny_spec)
+    try:
+        assert run(spec, store).state == "succeeded"
+    finally:
+        import keras
+
+        keras.mixed_precision.set_global_policy("float32")
+    environment = store.get_json(run_key(spec.run_id, "metrics.json"))["environment"]
+    assert environment["precision_policy"] == "mixed_float16"
+    assert environment["mixed_precision"] is True and environment["xla"] is True
