@@ -1,11 +1,19 @@
-"""Settings, read once from `ABLATE_*` environment variables (pydantic-settings)."""
+"""Settings, read once from `ABLATE_*` environment variables (pydantic-settings).
+
+S3 endpoints and credentials are not here: boto3 reads its own standard variables
+(`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...) and credential chain.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "password", "secret"}
 
 
 class Settings(BaseSettings):
@@ -13,9 +21,64 @@ class Settings(BaseSettings):
 
     store: str = "./ablate-results"
     """Where runs and studies are stored: a directory, or s3://bucket/prefix."""
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """redis:// or rediss:// (TLS) URL of the queue; a password here is allowed but
+    ABLATE_REDIS_PASSWORD keeps it out of the URL."""
+    redis_password: SecretStr | None = None
+    broker_ca_certs: str | None = None
+    """CA bundle that signs the Redis server's certificate (rediss://)."""
+    broker_cert_reqs: Literal["required", "optional", "none"] = "required"
+    queue: str = Field("ablate", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    """Celery queue the runs are sent to; split GPU and CPU pools with different names."""
+    run_time_limit: int = Field(6 * 3600, gt=0)
+    """Seconds one run may train before the worker stops it (hard limit: + 5 minutes)."""
+    visibility_timeout: int = Field(7 * 3600, gt=0)
+    """Seconds Redis waits before redelivering an unacknowledged run; longer than a run."""
     log_format: Literal["auto", "console", "json"] = "auto"
     """auto: key-value lines on a terminal, JSON otherwise (containers)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    environment: Literal["development", "production"] = "development"
+    """production refuses placeholder secrets."""
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss"):
+            raise ValueError(f"must be a redis:// or rediss:// URL, got scheme {scheme!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _checks(self) -> Settings:
+        if self.visibility_timeout <= self.run_time_limit:
+            raise ValueError(
+                f"ABLATE_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must be longer than "
+                f"ABLATE_RUN_TIME_LIMIT ({self.run_time_limit}s), or Redis would redeliver a "
+                "run that is still training"
+            )
+        if self.environment == "production":
+            password = self.redis_password.get_secret_value() if self.redis_password else None
+            if password and password.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("ABLATE_REDIS_PASSWORD is a placeholder; set a real secret")
+        return self
+
+    def broker_url_with_password(self) -> str:
+        """The broker URL with ABLATE_REDIS_PASSWORD filled in (never log this)."""
+        if self.redis_password is None:
+            return self.broker_url
+        parts = urlsplit(self.broker_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        user = parts.username or ""
+        password = quote(self.redis_password.get_secret_value(), safe="")
+        return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+    def broker_url_redacted(self) -> str:
+        """The broker URL safe to print: any password replaced by ***."""
+        parts = urlsplit(self.broker_url)
+        if parts.password is None and self.redis_password is None:
+            return self.broker_url
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 @lru_cache(maxsize=1)

@@ -27,9 +27,14 @@ class VariantSummary:
 
 
 def summarize(plan: Plan, store: Store) -> list[VariantSummary]:
+    return summarize_document(plan.study_document(), store)
+
+
+def summarize_document(document: dict, store: Store) -> list[VariantSummary]:
+    """Summaries of the variants of a `study.json` document."""
     accuracies: dict[str, float] = {}
     states: dict[str, str] = {}
-    for run_id in plan.runs:
+    for run_id in document["run_ids"]:
         metrics = read_metrics(store, run_id)
         if metrics is not None:
             accuracies[run_id] = metrics.test.accuracy
@@ -40,17 +45,18 @@ def summarize(plan: Plan, store: Store) -> list[VariantSummary]:
 
     rows = []
     baseline_mean: float | None = None
-    for variant in plan.variants:
-        values = [accuracies[run_id] for run_id in variant.run_ids if run_id in accuracies]
+    for variant in document["variants"]:
+        run_ids = variant["run_ids"]
+        values = [accuracies[run_id] for run_id in run_ids if run_id in accuracies]
         mean = statistics.fmean(values) if values else None
         std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-        if variant.name == BASELINE:
+        if variant["name"] == BASELINE:
             baseline_mean = mean
-        counted = [states[run_id] for run_id in variant.run_ids]
+        counted = [states[run_id] for run_id in run_ids]
         rows.append(
             VariantSummary(
-                name=variant.name,
-                seeds=len(variant.run_ids),
+                name=variant["name"],
+                seeds=len(run_ids),
                 succeeded=counted.count("succeeded"),
                 diverged=counted.count("diverged"),
                 failed=len(counted) - counted.count("succeeded") - counted.count("diverged"),

@@ -36,3 +36,59 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+# --- S3: a real S3 server (moto's server mode, a subprocess on loopback) -----------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server_process():
+    """The session's moto S3 server (`tests.s3server.S3Server`). Do not stop it from a test:
+    start an `S3Server` of your own for outage tests (a restart loses every bucket)."""
+    from tests.s3server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(s3_server_process) -> str:
+    """The endpoint URL of the session's moto S3 server, e.g. http://127.0.0.1:PORT."""
+    return s3_server_process.endpoint
+
+
+def use_s3_endpoint(monkeypatch, endpoint: str, key_id: str = "testing", secret: str = "testing"):
+    """Point boto3 (through its own env variables only) at `endpoint`, isolated from the user's
+    AWS profile, config files and tokens."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+        "AWS_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    missing = str(REPO / "tests" / ".no-such-aws-file")
+    monkeypatch.setenv("AWS_CONFIG_FILE", missing)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> str:
+    """Env pointing boto3 at the moto server, and a fresh, uniquely named bucket in it.
+    Returns the store URL `s3://{bucket}/prefix`."""
+    import uuid
+
+    import boto3
+
+    use_s3_endpoint(monkeypatch, s3_server)
+    bucket = f"ablate-test-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/prefix"

@@ -30,6 +30,7 @@ class EpochRecorder(keras.callbacks.Callback):
         status: RunStatus,
         state: TrainingState,
         variables: Callable[[], list],
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -37,6 +38,8 @@ class EpochRecorder(keras.callbacks.Callback):
         self.status = status
         self.state = state
         self.variables = variables
+        self.should_stop = should_stop
+        self.cancelled = False
         self.diverged_epoch: int | None = None
         self.stopped_early = False
         self.checkpoint_seconds = 0.0
@@ -75,7 +78,13 @@ class EpochRecorder(keras.callbacks.Callback):
         self._early_stopping(logs)
         self.state.learning_rate = current_learning_rate(self.model.optimizer)
         checkpoint.save(self.store, self.status.run_id, self.variables(), self.state)
-        write_status(self.store, self.status)
+        unfinished = epoch + 1 < self.config.training.epochs and not self.model.stop_training
+        if unfinished and self.should_stop is not None and self.should_stop():
+            # Stop at an epoch boundary, just after a checkpoint: nothing is lost.
+            self.cancelled = True
+            self.model.stop_training = True
+        else:
+            write_status(self.store, self.status)
         self.checkpoint_seconds += time.perf_counter() - started
 
     def _reduce_on_plateau(self, logs: dict) -> None:

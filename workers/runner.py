@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,12 @@ class DatasetChanged(AblateError):
     """The data on disk no longer matches the fingerprint the run was planned with."""
 
 
-def run(run_spec: RunSpec, store: Store) -> RunResult:
-    """Train `run_spec` (or reuse its stored result) and return how it ended."""
+def run(run_spec: RunSpec, store: Store, should_stop: Callable[[], bool] | None = None) -> RunResult:
+    """Train `run_spec` (or reuse its stored result) and return how it ended.
+
+    `should_stop` is asked after each epoch's checkpoint; when it says yes the run ends as
+    `cancelled` and a later call resumes it from that checkpoint.
+    """
     run_id = run_spec.run_id
     existing = _stored_result(store, run_id)
     if existing is not None:
@@ -76,7 +81,7 @@ def run(run_spec: RunSpec, store: Store) -> RunResult:
     )
     write_status(store, status)
     try:
-        return _train(run_spec, store, status, bound)
+        return _train(run_spec, store, status, bound, should_stop)
     except Exception as exc:
         status.state = "failed"
         status.error = f"{type(exc).__name__}: {exc}"
@@ -95,7 +100,9 @@ def _stored_result(store: Store, run_id: str) -> RunResult | None:
     return None
 
 
-def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound) -> RunResult:
+def _train(
+    run_spec: RunSpec, store: Store, status: RunStatus, bound, should_stop: Callable[[], bool] | None
+) -> RunResult:
     started = time.perf_counter()
     config = run_spec.config
     training = config.training
@@ -140,7 +147,7 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound) -> RunResu
         bound.info("resuming from checkpoint", epoch=state.epoch)
     write_status(store, status)
 
-    recorder = EpochRecorder(config, store, status, state, variables)
+    recorder = EpochRecorder(config, store, status, state, variables, should_stop)
     train_data = training_dataset(
         data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot
     )
@@ -166,8 +173,14 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound) -> RunResu
         bound.warning("run diverged", epoch=recorder.diverged_epoch)
         return RunResult(run_spec.run_id, "diverged", False, None, recorder.diverged_epoch, status.error)
 
+    if recorder.cancelled:
+        status.state = "cancelled"
+        write_status(store, status)
+        bound.info("run cancelled", epoch=state.epoch)
+        return RunResult(run_spec.run_id, "cancelled", False, None, state.epoch)
+
     eval_started = time.perf_counter()
-    test = _evaluate(model, data, training.batch_size, num_classes, one_hot)
+    test = _evaluate(model, data, training.batch_size, num_classes, one_hot, loss_for(config))
     eval_seconds = time.perf_counter() - eval_started
 
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
@@ -205,18 +218,22 @@ def _finished_early(state: TrainingState, config) -> bool:
     return rule is not None and state.wait > rule.patience
 
 
-def _evaluate(model: keras.Model, data, batch_size: int, num_classes: int, one_hot: bool) -> TestMetrics:
+def _evaluate(model: keras.Model, data, batch_size: int, num_classes: int, one_hot: bool, loss) -> TestMetrics:
+    # One pass over the test split: predictions give accuracy, per-class accuracy, the confusion
+    # matrix and the loss (cross-entropy on the data, without the L2 penalty).
     test_data = eval_dataset(data.x_test, data.y_test, batch_size, num_classes, one_hot)
-    loss, _ = model.evaluate(test_data, verbose=0)
-    predicted = np.argmax(model.predict(test_data, verbose=0), axis=1)
+    probabilities = model.predict(test_data, verbose=0)
     truth = data.y_test.astype(np.int64)
+    targets = np.eye(num_classes, dtype=np.float32)[truth] if one_hot else truth
+    test_loss = float(keras.ops.convert_to_numpy(loss(targets, probabilities)))
+    predicted = np.argmax(probabilities, axis=1)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (truth, predicted), 1)
     totals = matrix.sum(axis=1)
     per_class = [float(matrix[k, k] / totals[k]) if totals[k] else None for k in range(num_classes)]
     return TestMetrics(
         accuracy=float(np.trace(matrix) / max(1, len(truth))),
-        loss=float(loss),
+        loss=test_loss,
         per_class_accuracy=per_class,
         confusion_matrix=matrix.tolist(),
         samples=int(len(truth)),

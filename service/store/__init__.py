@@ -7,15 +7,17 @@ from pathlib import Path
 from service.errors import StoreError
 from service.store.base import Store, validate_key
 from service.store.local import LocalStore
+from service.store.s3 import S3Store
 
-__all__ = ["LocalStore", "Store", "StoreError", "open_store", "validate_key"]
+__all__ = ["LocalStore", "S3Store", "Store", "StoreError", "open_store", "validate_key"]
 
 
 def open_store(url: str | Path) -> Store:
-    """A store from a URL: a directory path (or file://...) gives a `LocalStore`."""
+    """A store from a URL: a directory path (or file://...) gives a `LocalStore`, s3://bucket/prefix
+    an `S3Store`. Cheap: no network I/O (call `S3Store.check()` before real work)."""
     text = str(url)
     if text.startswith("s3://"):
-        raise StoreError("s3:// stores need the S3 store, which this build does not include yet")
+        return S3Store(text)
     if "://" in text and not text.startswith("file://"):
         raise StoreError(f"unsupported store URL {text!r}: use a directory path or s3://bucket/prefix")
     return LocalStore(text.removeprefix("file://"))

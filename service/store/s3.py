@@ -103,8 +103,8 @@ class S3Store(Store):
     def __init__(self, url: str, *, session: boto3.session.Session | None = None) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-        session = session or boto3.session.Session()
         try:
+            session = session or boto3.session.Session()
             endpoint = _configured_endpoint(session)
             options: dict = {
                 "retries": {"mode": "standard", "max_attempts": 8},
@@ -116,8 +116,12 @@ class S3Store(Store):
             if endpoint:
                 options["s3"] = {"addressing_style": "path"}
             self._client = session.client("s3", config=Config(**options))
-        except botocore.exceptions.BotoCoreError as exc:
-            raise StoreError(f"{self.url}: cannot configure the S3 client: {exc}") from None
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            # e.g. AWS_PROFILE names no profile, or AWS_ENDPOINT_URL_S3 is not a URL
+            raise StoreError(
+                f"{self.url}: cannot configure the S3 client: {exc} "
+                "(check AWS_PROFILE, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_DEFAULT_REGION)"
+            ) from None
         self.endpoint: str = self._client.meta.endpoint_url
         self._transfer = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE
@@ -145,9 +149,21 @@ class S3Store(Store):
         access is denied, the credentials are wrong or the endpoint cannot be reached."""
         try:
             self._client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+                # A HEAD answer has no body, so a 403 does not say whether the key id is unknown,
+                # the secret wrong or the permission missing: ask once more with a GET.
+                self._explain_forbidden()
+            raise self._error(exc, "HeadBucket", bucket_request=True) from None
         except Exception as exc:
             raise self._error(exc, "HeadBucket", bucket_request=True) from None
         self._bucket_seen = True
+
+    def _explain_forbidden(self) -> None:
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._base(), MaxKeys=1)
+        except Exception as exc:
+            raise self._error(exc, "ListObjectsV2", bucket_request=True) from None
 
     # -- objects ------------------------------------------------------------------------------
 
@@ -269,7 +285,7 @@ class S3Store(Store):
             if code in _NOT_FOUND:
                 # A HEAD answers 404 with no body for a missing bucket as well as a missing key:
                 # tell them apart once, with one HeadBucket, until the bucket has been seen.
-                if not self._bucket_seen and operation in ("HeadObject", "GetObject"):
+                if not self._bucket_seen and code != "NoSuchKey":
                     self.check()
                 return KeyNotFound(f"{uri} does not exist")
             if code == "InvalidAccessKeyId":

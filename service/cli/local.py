@@ -1,4 +1,4 @@
-"""The `ablate` command line: run, validate and schema (local mode)."""
+"""Local-mode commands: `ablate run`, `ablate validate`, `ablate schema`."""
 
 from __future__ import annotations
 
@@ -6,39 +6,15 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.errors import AblateError
-from service.logs import configure_logging
+from service.cli import cli
+from service.cli.output import console, errors
 from service.plan import Plan, build_plan
 from service.settings import get_settings
 from service.spec import load_spec
 from service.spec.models import StudySpec
-
-# Piped output (logs, CI, tests) is not squeezed into 80 columns: tables stay one row per line.
-console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-
-class AblateGroup(click.Group):
-    """Shows an `AblateError` as one clear message and exit code 2, never a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except AblateError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            sys.exit(exc.exit_code)
-
-
-@click.group(cls=AblateGroup)
-@click.version_option(package_name="ablate")
-def cli() -> None:
-    """Find what causes a Keras CNN's low accuracy with ablation studies."""
-    settings = get_settings()
-    configure_logging(settings.log_level if settings.log_level != "info" else "warning", settings.log_format)
 
 
 def _plan(spec_path: str) -> tuple[StudySpec, Plan]:
@@ -130,10 +106,3 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
     if failed:
         sys.exit(1)
 
-
-def main() -> None:
-    cli(prog_name="ablate")
-
-
-if __name__ == "__main__":
-    main()

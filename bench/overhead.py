@@ -1,0 +1,129 @@
+"""How much slower is `ablate run` than the Keras script a user would write by hand?
+
+Trains the baseline of examples/seed-study.yaml (its ablation cut to the baseline only: N seeds,
+no factors) two ways, each as a fresh subprocess with this Python:
+
+1. `ablate run SPEC --store TMPDIR --jobs 1`, exactly what a user runs (a CLI process that spawns
+   one training child writing checkpoints, status.json, model.keras and metrics.json);
+2. bench/bare_keras.py SPEC: the same data split, the same model, optimizer, loss and seeded
+   tf.data pipeline in plain Keras, `fit` then `evaluate`, nothing written.
+
+The sides alternate for --repeats rounds (ablate first in even rounds, bare first in odd ones, so
+drift of a shared machine hits both), each ablate round with a fresh empty store so nothing is
+reused; the median wall times give the ratio. The defaults (20 epochs x 3 seeds) make each side
+take well over 30 s on a 2-core CPU, so the fixed start-up costs (Python and TensorFlow imports,
+spawning the child) do not dominate. It is a measurement, not a gate: exit code 0 whenever it ran.
+
+    make bench                                  # = .venv/bin/python bench/overhead.py
+    .venv/bin/python bench/overhead.py --epochs 20 --seeds 3 --repeats 2 --json overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 1.05
+TIMINGS = ("fit_seconds", "checkpoint_seconds", "eval_seconds", "total_seconds")
+
+
+def write_spec(directory: Path, epochs: int, seeds: int) -> Path:
+    spec = yaml.safe_load((ROOT / "examples" / "seed-study.yaml").read_text())
+    spec["name"] = "overhead-bench"
+    spec["training"]["epochs"] = epochs
+    spec["ablation"] = {"strategy": "one_at_a_time", "factors": [], "seeds": seeds}
+    path = directory / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return seconds, done.stdout
+
+
+def run_ablate(spec: Path, seeds: int) -> tuple[float, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="ablate-bench-") as store:
+        ablate = Path(sys.executable).with_name("ablate")
+        seconds, _ = timed([str(ablate), "run", str(spec), "--store", store, "--jobs", "1"])
+        metrics = [json.loads(p.read_text()) for p in Path(store).glob("runs/*/metrics.json")]
+    if len(metrics) != seeds:
+        sys.exit(f"ablate run trained {len(metrics)} runs, expected {seeds}")
+    return seconds, {key: sum(m["timings"][key] for m in metrics) for key in TIMINGS}
+
+
+def run_bare(spec: Path, seeds: int) -> tuple[float, dict[str, float]]:
+    seconds, stdout = timed([sys.executable, str(ROOT / "bench" / "bare_keras.py"), str(spec)])
+    runs = json.loads(stdout.strip().splitlines()[-1])["runs"]
+    if len(runs) != seeds:
+        sys.exit(f"bare_keras.py trained {len(runs)} runs, expected {seeds}")
+    return seconds, {key: sum(r.get(key, 0.0) for r in runs) for key in TIMINGS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    args = parser.parse_args()
+
+    sides = {"ablate run": run_ablate, "bare keras": run_bare}
+    walls: dict[str, list[float]] = {name: [] for name in sides}
+    breakdowns: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="ablate-bench-spec-") as tmp:
+        spec = write_spec(Path(tmp), args.epochs, args.seeds)
+        print(f"{args.seeds} runs x {args.epochs} epochs, {args.repeats} rounds", flush=True)
+        for round_ in range(args.repeats):
+            order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
+            for name in order:
+                seconds, breakdown = sides[name](spec, args.seeds)
+                walls[name].append(seconds)
+                breakdowns[name].append(breakdown)
+                print(f"  round {round_ + 1}: {name} {seconds:.1f} s", flush=True)
+
+    medians = {name: statistics.median(times) for name, times in walls.items()}
+    ratio = medians["ablate run"] / medians["bare keras"]
+    print(f"\n{'side':<12} {'wall times (s)':<28} {'median (s)':>10}")
+    for name, times in walls.items():
+        print(f"{name:<12} {', '.join(f'{t:.1f}' for t in times):<28} {medians[name]:>10.1f}")
+    print("\nsummed over runs, median of rounds (s); bare keras has no checkpoints,")
+    print("its total_seconds is per-seed build + fit + evaluate, without process start-up")
+    print(f"{'side':<12}" + "".join(f"{key:>20}" for key in TIMINGS))
+    summary = {}
+    for name, rounds in breakdowns.items():
+        summary[name] = {key: statistics.median(r[key] for r in rounds) for key in TIMINGS}
+        print(f"{name:<12}" + "".join(f"{summary[name][key]:>20.2f}" for key in TIMINGS))
+    print(f"\noverhead ratio (ablate run / bare keras): {ratio:.3f} (target <= {TARGET})")
+
+    if args.json:
+        document = {
+            "epochs": args.epochs,
+            "seeds": args.seeds,
+            "repeats": args.repeats,
+            "wall_seconds": walls,
+            "median_seconds": medians,
+            "timings": summary,
+            "ratio": round(ratio, 4),
+            "target": TARGET,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

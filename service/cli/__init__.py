@@ -1,0 +1,49 @@
+"""The `ablate` command line. Local mode: run, validate, schema. Distributed mode: submit,
+status, cancel, results, pull, worker."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from pydantic import ValidationError
+
+from service.cli.output import errors
+from service.errors import AblateError
+from service.logs import configure_logging
+from service.settings import get_settings
+
+
+class AblateGroup(click.Group):
+    """Shows an `AblateError` as one clear message and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AblateError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=AblateGroup)
+@click.version_option(package_name="ablate")
+def cli() -> None:
+    """Find what causes a Keras CNN's low accuracy with ablation studies."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ABLATE_{'_'.join(map(str, e['loc'])).upper() or 'SETTINGS'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        )
+        raise AblateError(f"invalid settings: {problems}") from None
+    # The CLI's own output is the progress bar and tables; its logs are warnings and worse.
+    level = settings.log_level if settings.log_level != "info" else "warning"
+    configure_logging(level, settings.log_format)
+
+
+def main() -> None:
+    cli(prog_name="ablate")
+
+
+from service.cli import cluster, local  # noqa: E402,F401  (registers the commands)

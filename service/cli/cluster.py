@@ -1,0 +1,183 @@
+"""Distributed-mode commands: submit, status, cancel, results, pull and worker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from service.cli import cli
+from service.cli.output import console
+from service.client import AblationClient, Study, StudyStatus
+from service.errors import AblateError
+from service.records import run_key, study_key
+
+STATE_COLUMNS = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
+
+
+def _client(store: str | None, broker: str | None = None) -> AblationClient:
+    return AblationClient(broker_url=broker, store_url=store)
+
+
+store_option = click.option("--store", help="The store (default: $ABLATE_STORE).")
+broker_option = click.option("--broker", help="Broker URL (default: $ABLATE_BROKER_URL).")
+
+
+def status_table(status: StudyStatus) -> Table:
+    table = Table(title=f"study {status.study_id}: {status.finished}/{status.total} runs finished", title_justify="left")
+    table.add_column("variant")
+    for state in STATE_COLUMNS:
+        table.add_column(state, justify="right")
+    table.add_column("epochs of running runs")
+    for variant in status.variants:
+        epochs = ", ".join(f"{epoch}/{total}" for epoch, total in variant.running_epochs)
+        table.add_row(variant.name, *[str(variant.counts[s] or "") for s in STATE_COLUMNS], epochs)
+    if status.eta_seconds:
+        table.caption = f"ETA {_duration(status.eta_seconds)}"
+    return table
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _watch(study: Study, timeout: float | None = None) -> StudyStatus:
+    with Live(console=console, auto_refresh=False) as live:
+        def show(status: StudyStatus) -> None:
+            live.update(status_table(status), refresh=True)
+
+        final = study.wait(timeout=timeout, on_progress=show)
+    console.print()
+    return final
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--wait", "wait_", is_flag=True, help="Follow the study until every run finished.")
+@store_option
+@broker_option
+def submit(spec: str, wait_: bool, store: str | None, broker: str | None) -> None:
+    """Queue the runs of SPEC for the workers (runs stored or queued already are skipped)."""
+    client = _client(store, broker)
+    study = client.submit(spec)
+    report = study.submit_report
+    console.print(
+        f"study [bold]{study.study_id}[/]: {report.queued} runs queued, "
+        f"{report.already_queued} already queued or running, {report.reused} reused from the store"
+    )
+    console.print(f"follow it with: ablate status {study.study_id} --watch")
+    if wait_:
+        final = _watch(study)
+        _print_summary(client, study)
+        if final.counts["failed"]:
+            sys.exit(1)
+
+
+@cli.command()
+@click.argument("study_id")
+@click.option("--watch", is_flag=True, help="Refresh until every run finished.")
+@store_option
+def status(study_id: str, watch: bool, store: str | None) -> None:
+    """Progress of STUDY: runs per variant and state, epochs of running runs, ETA."""
+    study = _client(store).study(study_id)
+    if watch:
+        _watch(study)
+    else:
+        console.print(status_table(study.status()))
+
+
+@cli.command()
+@click.argument("study_id")
+@store_option
+@broker_option
+def cancel(study_id: str, store: str | None, broker: str | None) -> None:
+    """Cancel STUDY: queued runs do not start, running runs stop at their next epoch end."""
+    study = _client(store, broker).study(study_id)
+    count = study.cancel()
+    console.print(f"study {study_id}: {count} runs cancelled (submit the spec again to resume them)")
+
+
+@cli.command()
+@click.argument("study_id")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@store_option
+def results(study_id: str, fmt: str, store: str | None) -> None:
+    """Results of STUDY, one row per variant and run."""
+    client = _client(store)
+    study = client.study(study_id)
+    rows = study.results()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["run_id"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        _print_summary(client, study)
+
+
+def _print_summary(client: AblationClient, study: Study) -> None:
+    from service.summary import summarize_document, summary_table
+
+    console.print(summary_table(summarize_document(study.document, client.store), f"study {study.study_id}"))
+
+
+@cli.command()
+@click.argument("study_id")
+@click.argument("dest", type=click.Path(file_okay=False))
+@store_option
+def pull(study_id: str, dest: str, store: str | None) -> None:
+    """Download STUDY's artifacts into DEST, in the store's own layout."""
+    client = _client(store)
+    study = client.study(study_id)
+    keys = client.store.list(study_key(study_id, ""))
+    for run_id in study.run_ids:
+        keys += client.store.list(run_key(run_id, ""))
+    root = Path(dest)
+    for index, key in enumerate(keys, start=1):
+        target = root.joinpath(*key.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.store.get_file(key, target)
+        if sys.stdout.isatty():
+            console.print(f"\r{index}/{len(keys)} files", end="")
+    console.print(f"{len(keys)} files of study {study_id} in {root}")
+
+
+@cli.command()
+@click.option("--queue", "-Q", help="Queue to consume (default: $ABLATE_QUEUE).")
+@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once (pool processes).")
+@click.option("--hostname", "-n", help="Worker name (default: ablate@<host>).")
+@click.option("--loglevel", "-l", default="info", show_default=True)
+def worker(queue: str | None, concurrency: int, hostname: str | None, loglevel: str) -> None:
+    """Start a Celery worker that trains runs (needs the `worker` extra)."""
+    try:
+        from workers.app import app
+    except ImportError as exc:
+        raise AblateError(f"the worker needs the training extra: pip install 'ablate[worker]' ({exc})") from None
+    from service.settings import get_settings
+
+    settings = get_settings()
+    argv = [
+        "worker",
+        f"--queues={queue or settings.queue}",
+        f"--concurrency={concurrency}",
+        # prefork: the parent never imports TensorFlow, each pool process trains (see README)
+        "--pool=prefork",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    console.print(f"worker on {settings.broker_url_redacted()} queue {queue or settings.queue}, store {settings.store}", highlight=False)
+    app.worker_main(argv)

@@ -1,0 +1,62 @@
+"""The Celery task: validate the message, call the runner, map errors to retry or failure.
+
+The store is the source of truth for a run's status and result; the task returns only a small
+JSON summary and no result backend is needed.
+"""
+
+from __future__ import annotations
+
+import structlog
+from celery.exceptions import Reject
+from pydantic import ValidationError
+
+from service.control import RunControl, redis_client
+from service.errors import AblateError, StoreError
+from service.identity import RunSpec
+from service.queue import TRAIN_TASK
+from service.records import RunStatus, read_status, write_status
+from service.store import open_store
+from workers.app import app, settings
+
+log = structlog.get_logger(__name__)
+RETRY_SECONDS = 30
+
+
+@app.task(name=TRAIN_TASK, bind=True, max_retries=5)
+def train_run(self, run: dict, study_id: str, store: str) -> dict:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(study_id=study_id, run_id=run.get("run_id", "?") if isinstance(run, dict) else "?")
+    try:
+        spec = RunSpec.model_validate(run)
+    except ValidationError as exc:
+        log.error("invalid run message, dropped", error=str(exc).splitlines()[0])
+        raise Reject(f"invalid run message: {exc}", requeue=False) from None
+    structlog.contextvars.bind_contextvars(run_id=spec.run_id)
+    own = open_store(settings.store)
+    if own.url != open_store(store).url:
+        log.error("run is for another store", message_store=store, worker_store=own.url)
+        raise Reject(f"run for store {store}, this worker writes to {own.url}", requeue=False)
+
+    control = RunControl(redis_client(settings))
+    if control.is_cancelled(spec.run_id):
+        previous = read_status(own, spec.run_id)
+        write_status(own, RunStatus(run_id=spec.run_id, state="cancelled", attempt=previous.attempt if previous else 0, epoch=previous.epoch if previous else 0))
+        log.info("run cancelled before it started")
+        return {"run_id": spec.run_id, "state": "cancelled"}
+
+    from workers.runner import run as train  # TensorFlow loads here, in the pool process only
+
+    log.info("run started", attempt=self.request.retries + 1, worker=self.request.hostname)
+    try:
+        result = train(spec, own, should_stop=lambda: control.is_cancelled(spec.run_id))
+    except StoreError as exc:
+        if getattr(exc, "transient", False):
+            log.warning("store unavailable, retrying", error=str(exc))
+            raise self.retry(exc=exc, countdown=RETRY_SECONDS) from None
+        log.error("run failed", error=str(exc))
+        return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
+    except AblateError as exc:
+        log.error("run failed", error=str(exc))
+        return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
+    log.info("run finished", state=result.state, reused=result.reused, test_accuracy=result.test_accuracy)
+    return {"run_id": spec.run_id, "state": result.state, "reused": result.reused}
