@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,32 +48,38 @@ def write_spec(directory: Path, epochs: int, seeds: int) -> Path:
     return path
 
 
-def timed(command: list[str]) -> tuple[float, str]:
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes grandchildren reaped
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str]) -> tuple[float, float, str]:
+    """Wall and CPU seconds of `command` (CPU is less disturbed by a busy shared machine)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    started = time.perf_counter()
+    cpu, started = cpu_of_children(), time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_of_children() - cpu
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return seconds, done.stdout
+    return seconds, cpu, done.stdout
 
 
-def run_ablate(spec: Path, seeds: int) -> tuple[float, dict[str, float]]:
+def run_ablate(spec: Path, seeds: int) -> tuple[float, float, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="ablate-bench-") as store:
         ablate = Path(sys.executable).with_name("ablate")
-        seconds, _ = timed([str(ablate), "run", str(spec), "--store", store, "--jobs", "1"])
+        seconds, cpu, _ = timed([str(ablate), "run", str(spec), "--store", store, "--jobs", "1"])
         metrics = [json.loads(p.read_text()) for p in Path(store).glob("runs/*/metrics.json")]
     if len(metrics) != seeds:
         sys.exit(f"ablate run trained {len(metrics)} runs, expected {seeds}")
-    return seconds, {key: sum(m["timings"][key] for m in metrics) for key in TIMINGS}
+    return seconds, cpu, {key: sum(m["timings"][key] for m in metrics) for key in TIMINGS}
 
 
-def run_bare(spec: Path, seeds: int) -> tuple[float, dict[str, float]]:
-    seconds, stdout = timed([sys.executable, str(ROOT / "bench" / "bare_keras.py"), str(spec)])
+def run_bare(spec: Path, seeds: int) -> tuple[float, float, dict[str, float]]:
+    seconds, cpu, stdout = timed([sys.executable, str(ROOT / "bench" / "bare_keras.py"), str(spec)])
     runs = json.loads(stdout.strip().splitlines()[-1])["runs"]
     if len(runs) != seeds:
         sys.exit(f"bare_keras.py trained {len(runs)} runs, expected {seeds}")
-    return seconds, {key: sum(r.get(key, 0.0) for r in runs) for key in TIMINGS}
+    return seconds, cpu, {key: sum(r.get(key, 0.0) for r in runs) for key in TIMINGS}
 
 
 def main() -> None:
@@ -85,6 +92,7 @@ def main() -> None:
 
     sides = {"ablate run": run_ablate, "bare keras": run_bare}
     walls: dict[str, list[float]] = {name: [] for name in sides}
+    cpus: dict[str, list[float]] = {name: [] for name in sides}
     breakdowns: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory(prefix="ablate-bench-spec-") as tmp:
         spec = write_spec(Path(tmp), args.epochs, args.seeds)
@@ -92,18 +100,21 @@ def main() -> None:
         for round_ in range(args.repeats):
             order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
             for name in order:
-                seconds, breakdown = sides[name](spec, args.seeds)
+                seconds, cpu, breakdown = sides[name](spec, args.seeds)
                 walls[name].append(seconds)
+                cpus[name].append(cpu)
                 breakdowns[name].append(breakdown)
-                print(f"  round {round_ + 1}: {name} {seconds:.1f} s", flush=True)
+                print(f"  round {round_ + 1}: {name} {seconds:.1f} s (cpu {cpu:.1f} s)", flush=True)
 
-    medians = {name: statistics.median(times) for name, times in walls.items()}
-    ratio = medians["ablate run"] / medians["bare keras"]
-    print(f"\n{'side':<12} {'wall times (s)':<28} {'median (s)':>10}")
+    median = {name: statistics.median(times) for name, times in walls.items()}
+    cpu_median = {name: statistics.median(times) for name, times in cpus.items()}
+    ratio = median["ablate run"] / median["bare keras"]
+    print(f"\n{'side':<12} {'wall times (s)':<28} {'median (s)':>10} {'median cpu (s)':>15}")
     for name, times in walls.items():
-        print(f"{name:<12} {', '.join(f'{t:.1f}' for t in times):<28} {medians[name]:>10.1f}")
-    print("\nsummed over runs, median of rounds (s); bare keras has no checkpoints,")
-    print("its total_seconds is per-seed build + fit + evaluate, without process start-up")
+        walls_text = ", ".join(f"{t:.1f}" for t in times)
+        print(f"{name:<12} {walls_text:<28} {median[name]:>10.1f} {cpu_median[name]:>15.1f}")
+    print("\nin the training process, summed over runs, median of rounds (s); bare keras writes")
+    print("no checkpoints, and its total is build + fit + evaluate per seed")
     print(f"{'side':<12}" + "".join(f"{key:>20}" for key in TIMINGS))
     summary = {}
     for name, rounds in breakdowns.items():
@@ -117,7 +128,9 @@ def main() -> None:
             "seeds": args.seeds,
             "repeats": args.repeats,
             "wall_seconds": walls,
-            "median_seconds": medians,
+            "cpu_seconds": cpus,
+            "median_seconds": median,
+            "median_cpu_seconds": cpu_median,
             "timings": summary,
             "ratio": round(ratio, 4),
             "target": TARGET,

@@ -32,6 +32,7 @@ from service.records import (
     read_status,
     run_key,
     study_key,
+    utcnow,
     write_status,
 )
 from service.settings import Settings, get_settings
@@ -239,7 +240,13 @@ class AblationClient:
             self.store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})
             write_status(
                 self.store,
-                RunStatus(run_id=run_id, state="queued", attempt=status.attempt if status else 0, epoch=status.epoch if status else 0),
+                RunStatus(
+                    run_id=run_id,
+                    state="queued",
+                    attempt=status.attempt if status else 0,
+                    epoch=status.epoch if status else 0,
+                    queued_at=utcnow(),
+                ),
             )
             self.celery.send_task(
                 TRAIN_TASK,

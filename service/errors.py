@@ -35,5 +35,12 @@ class StoreError(AblateError):
     """The artifact store refused an operation (bad key, missing bucket, access denied)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached (connection refused, timeouts, 5xx) even after the
+    client's own retries. Worth retrying later, unlike every other `StoreError`."""
+
+    transient = True
+
+
 class KeyNotFound(StoreError):
     """No object is stored under the key."""

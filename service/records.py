@@ -62,6 +62,10 @@ class RunStatus(BaseModel):
     epoch: int = 0
     epochs: int = 0
     updated_at: str = Field(default_factory=utcnow)
+    queued_at: str | None = None
+    """When the client queued the run (distributed mode)."""
+    started_at: str | None = None
+    """When the current attempt started training."""
     worker: str | None = None
     error: str | None = None
     diverged_epoch: int | None = None

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     """Seconds one run may train before the worker stops it (hard limit: + 5 minutes)."""
     visibility_timeout: int = Field(7 * 3600, gt=0)
     """Seconds Redis waits before redelivering an unacknowledged run; longer than a run."""
+    dataset_cache: str = "~/.cache/ablate/datasets"
+    """Where s3:// datasets are downloaded, once per worker, keyed by their ETags."""
     log_format: Literal["auto", "console", "json"] = "auto"
     """auto: key-value lines on a terminal, JSON otherwise (containers)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -29,6 +29,7 @@ from service.records import (
     read_metrics,
     read_status,
     run_key,
+    utcnow,
     worker_name,
     write_status,
 )
@@ -78,6 +79,8 @@ def run(run_spec: RunSpec, store: Store, should_stop: Callable[[], bool] | None 
         attempt=(previous.attempt if previous else 0) + 1,
         epochs=run_spec.config.training.epochs,
         worker=worker_name(),
+        queued_at=previous.queued_at if previous else None,
+        started_at=utcnow(),
     )
     write_status(store, status)
     try:

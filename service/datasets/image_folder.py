@@ -22,7 +22,7 @@ from service.spec.datasets import ImageFolderDataset
 
 def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
     field = f"{field}.path"
-    root = local_path(spec.path, field)
+    root = local_path(spec.path, field, folder=True)
     classes = _scan(root, field)
     channels = 1 if spec.color_mode == "grayscale" else 3
     mode = "L" if channels == 1 else "RGB"

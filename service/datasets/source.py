@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from service.errors import DatasetError
-
 _CHUNK = 1 << 20
 
 
@@ -35,12 +33,12 @@ class Source:
     y_test: np.ndarray | None = None
 
 
-def local_path(path: str, field: str) -> Path:
-    """Where a local dataset lives. The S3 store replaces this to fetch s3:// URIs."""
+def local_path(path: str, field: str, folder: bool = False) -> Path:
+    """Where a dataset lives on this machine; s3:// URIs are downloaded once and cached."""
     if path.startswith("s3://"):
-        raise DatasetError(
-            field, "s3:// datasets are read by the S3 store; not available in this build"
-        )
+        from service.datasets.remote import fetch
+
+        return fetch(path, field, folder)
     return Path(path).expanduser()
 
 

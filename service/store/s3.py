@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.configprovider import ConfiguredEndpointProvider
 
-from service.errors import KeyNotFound, StoreError
+from service.errors import KeyNotFound, StoreError, StoreUnavailable
 from service.store.base import Store, validate_key, validate_prefix
 
 MiB = 1024 * 1024
@@ -262,6 +262,15 @@ class S3Store(Store):
                 raise error from None
         self._bucket_seen = True
 
+    def etag(self, key: str) -> str:
+        """The object's ETag (content identity for caching), without its quotes."""
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except Exception as exc:
+            raise self._error(exc, "HeadObject", key) from None
+        self._bucket_seen = True
+        return str(head["ETag"]).strip('"')
+
     # -- errors -------------------------------------------------------------------------------
 
     def _error(
@@ -314,7 +323,8 @@ class S3Store(Store):
                     f"{where}: the bucket is in another region "
                     "(set AWS_DEFAULT_REGION to the bucket's region)"
                 )
-            return StoreError(
+            failure = StoreUnavailable if isinstance(status, int) and status >= 500 else StoreError
+            return failure(
                 f"{uri}: S3 {operation} failed at {self.endpoint}: {code or status} {message}".rstrip()
             )
         if isinstance(
@@ -326,7 +336,7 @@ class S3Store(Store):
                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance/pod role"
             )
         if isinstance(exc, _CONNECTION_ERRORS):
-            return StoreError(
+            return StoreUnavailable(
                 f"{where}: cannot reach the S3 endpoint {self.endpoint} for {operation} on {uri} "
                 f"after retrying ({exc}); check that the server is up and AWS_ENDPOINT_URL_S3"
             )

@@ -73,9 +73,9 @@ def test_npz_path_that_is_a_directory_is_refused(tmp_path):
     raises(npz_spec(tmp_path), str(tmp_path), "is a directory")
 
 
-def test_s3_uri_is_refused_until_the_s3_store_provides_it():
-    spec = NpzDataset(kind="npz", path="s3://bucket/data.npz")
-    raises(spec, "s3:// datasets are read by the S3 store")
+def test_s3_uri_with_an_invalid_bucket_name_is_refused_before_any_request():
+    spec = NpzDataset(kind="npz", path="s3://Not_A_Bucket/data.npz")
+    raises(spec, "s3://Not_A_Bucket/data.npz", "breaks S3's rules")
 
 
 # npz: the arrays inside

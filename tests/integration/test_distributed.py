@@ -1,0 +1,193 @@
+"""The distributed path with real components: the client submits to a real Redis, two real
+`ablate worker` processes train, and every artifact lands in a real S3 server (moto, over HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+import yaml
+
+from service.client import AblationClient
+from service.errors import StoreError
+from service.records import RunMetrics
+from tests.conftest import REPO, TINY, use_s3_endpoint
+
+BROKER = "redis://127.0.0.1:6379/0"
+
+SPEC = {
+    **TINY,
+    "name": "distributed",
+    "training": {"epochs": 2, "batch_size": 64},
+    "ablation": {"seeds": 2, "factors": [{"path": "model.dropout", "values": [0.3]}]},
+}
+
+
+class Workers:
+    """Two `ablate worker` processes consuming one queue, logging to files."""
+
+    def __init__(self, env: dict[str, str], logs: Path, count: int = 2) -> None:
+        self.processes = []
+        self.logs = []
+        for index in range(count):
+            log = logs / f"worker{index}.log"
+            self.logs.append(log)
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "service.cli", "worker", "-c", "1", "-n", f"w{index}-{uuid.uuid4().hex[:6]}@%h"],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log.open("w"),
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(" ready." in log.read_text() for log in self.logs):
+                return
+            for process, log in zip(self.processes, self.logs, strict=True):
+                assert process.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        raise AssertionError("workers not ready:\n" + "\n".join(log.read_text()[-2000:] for log in self.logs))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def text(self) -> str:
+        return "\n".join(log.read_text() for log in self.logs)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server, tmp_path_factory):
+    """Env for S3 + a unique queue on the shared Redis, a bucket, and two running workers."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_s3_endpoint(monkeypatch, s3_server)
+        bucket = f"ablate-dist-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        store_url = f"s3://{bucket}/results"
+        queue = f"test-{uuid.uuid4().hex[:10]}"
+        for name, value in {
+            "ABLATE_STORE": store_url,
+            "ABLATE_QUEUE": queue,
+            "ABLATE_BROKER_URL": BROKER,
+            "ABLATE_DATASET_CACHE": str(tmp_path_factory.mktemp("cache")),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }.items():
+            monkeypatch.setenv(name, value)
+        from service.settings import get_settings
+
+        get_settings.cache_clear()
+        workers = Workers(dict(os.environ), tmp_path_factory.mktemp("logs"))
+        try:
+            workers.wait_ready()
+            yield {"bucket": bucket, "store": store_url, "queue": queue, "workers": workers}
+        finally:
+            workers.stop()
+            get_settings.cache_clear()
+
+
+def client_for(cluster) -> AblationClient:
+    return AblationClient(broker_url=BROKER, store_url=cluster["store"], queue=cluster["queue"])
+
+
+def test_study_runs_on_workers_and_matches_the_embedded_path(cluster, tmp_path):
+    client = client_for(cluster)
+    study = client.submit(SPEC)
+    assert study.submit_report.queued == 4
+    final = study.wait(timeout=300, poll_seconds=0.5)
+    assert final.complete and final.counts["succeeded"] == 4, final
+
+    # both workers took part, and every log line of a run carries its study_id and run_id
+    logs = cluster["workers"].text()
+    run_lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"run started"' in line]
+    assert {line["study_id"] for line in run_lines} == {study.study_id}
+    assert {line["run_id"] for line in run_lines} == set(study.run_ids)
+
+    # the same runs through `ablate run` give the same metrics (one code path)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    local = tmp_path / "local"
+    embedded = subprocess.run(
+        [sys.executable, "-m", "service.cli", "run", str(spec_path), "--store", str(local)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert embedded.returncode == 0, embedded.stderr
+    for run_id in study.run_ids:
+        remote = RunMetrics.model_validate(client.store.get_json(f"runs/{run_id}/metrics.json"))
+        here = RunMetrics.model_validate_json((local / "runs" / run_id / "metrics.json").read_text())
+        assert remote.test.accuracy == pytest.approx(here.test.accuracy, abs=1e-6)
+        assert [h.loss for h in remote.history] == pytest.approx([h.loss for h in here.history], rel=1e-4)
+
+    # resubmitting queues nothing
+    again = client.submit(SPEC)
+    assert again.study_id == study.study_id
+    assert (again.submit_report.queued, again.submit_report.reused) == (0, 4)
+
+    rows = study.results()
+    assert len(rows) == 4 and all(row["state"] == "succeeded" for row in rows)
+    assert {row["variant"] for row in rows} == {"baseline", "model.dropout=0.3"}
+
+
+def test_pull_downloads_the_documented_layout(cluster, tmp_path):
+    client = client_for(cluster)
+    study = client.submit(SPEC)
+    study.wait(timeout=300, poll_seconds=0.5)
+    dest = tmp_path / "pulled"
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "pull", study.study_id, str(dest)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((dest / "studies" / study.study_id / "study.json").read_text())["run_ids"] == study.run_ids
+    for run_id in study.run_ids:
+        for name in ("run.json", "status.json", "model.keras", "metrics.json", "checkpoints/latest.json"):
+            assert (dest / "runs" / run_id / name).is_file(), name
+
+
+def test_npz_dataset_in_s3_is_trained_on(cluster, tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.random((120, 10, 10, 1)).astype("float32")
+    y = np.arange(120) % 3
+    x[y == 1, :5] += 1.0  # make the classes learnable
+    x[y == 2, 5:] += 1.0
+    local = tmp_path / "data.npz"
+    np.savez(local, x_train=x, y_train=y)
+    boto3.client("s3").upload_file(str(local), cluster["bucket"], "datasets/data.npz")
+
+    spec = {**SPEC, "name": "s3 npz", "dataset": {"kind": "npz", "path": f"s3://{cluster['bucket']}/datasets/data.npz"}, "ablation": {"seeds": 1}}
+    client = client_for(cluster)
+    study = client.submit(spec)
+    final = study.wait(timeout=300, poll_seconds=0.5)
+    assert final.counts["succeeded"] == 1, final
+    (row,) = study.results()
+    metrics = RunMetrics.model_validate(client.store.get_json(f"runs/{row['run_id']}/metrics.json"))
+    assert metrics.class_names == ["0", "1", "2"]
+    assert metrics.test.samples == 24
+
+
+def test_missing_bucket_gives_a_clear_error(cluster):
+    client = AblationClient(broker_url=BROKER, store_url="s3://no-such-bucket-here/x", queue=cluster["queue"])
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="no-such-bucket-here"):
+        client.submit(SPEC)
+    assert time.monotonic() - started < 10
