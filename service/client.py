@@ -148,7 +148,16 @@ class Study:
         for run_id in pending:
             status = read_status(self.store, run_id)
             if status is None or status.state == "queued":
-                write_status(self.store, RunStatus(run_id=run_id, state="cancelled", attempt=status.attempt if status else 0))
+                write_status(
+                    self.store,
+                    RunStatus(
+                        run_id=run_id,
+                        state="cancelled",
+                        attempt=status.attempt if status else 0,
+                        epoch=status.epoch if status else 0,
+                        task_id=status.task_id if status else None,
+                    ),
+                )
         return len(pending)
 
     def results(self) -> list[dict[str, Any]]:
@@ -237,6 +246,7 @@ class AblationClient:
                 already += 1
                 continue
             self.control.uncancel([run_id])
+            task_id = f"{run_id}-{uuid.uuid4().hex[:12]}"
             self.store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})
             write_status(
                 self.store,
@@ -246,13 +256,14 @@ class AblationClient:
                     attempt=status.attempt if status else 0,
                     epoch=status.epoch if status else 0,
                     queued_at=utcnow(),
+                    task_id=task_id,
                 ),
             )
             self.celery.send_task(
                 TRAIN_TASK,
                 kwargs={"run": run.model_dump(mode="json"), "study_id": plan.study_id, "store": self.store.url},
                 queue=self.settings.queue,
-                task_id=f"{run_id}-{uuid.uuid4().hex[:12]}",
+                task_id=task_id,
             )
             queued += 1
         study = Study(plan.study_id, document, self.store, self.control)

@@ -62,6 +62,8 @@ class RunStatus(BaseModel):
     epoch: int = 0
     epochs: int = 0
     updated_at: str = Field(default_factory=utcnow)
+    task_id: str | None = None
+    """The queue message that owns the run; older messages for the run are stale and skipped."""
     queued_at: str | None = None
     """When the client queued the run (distributed mode)."""
     started_at: str | None = None

@@ -79,6 +79,7 @@ def run(run_spec: RunSpec, store: Store, should_stop: Callable[[], bool] | None 
         attempt=(previous.attempt if previous else 0) + 1,
         epochs=run_spec.config.training.epochs,
         worker=worker_name(),
+        task_id=previous.task_id if previous else None,
         queued_at=previous.queued_at if previous else None,
         started_at=utcnow(),
     )

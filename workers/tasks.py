@@ -37,10 +37,15 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
         log.error("run is for another store", message_store=store, worker_store=own.url)
         raise Reject(f"run for store {store}, this worker writes to {own.url}", requeue=False)
 
+    previous = read_status(own, spec.run_id)
+    if previous is not None and previous.task_id not in (None, self.request.id):
+        # The run was submitted again after this message was sent: the newer message owns it.
+        log.info("stale message skipped", owner=previous.task_id, message=self.request.id)
+        return {"run_id": spec.run_id, "state": "skipped"}
     control = RunControl(redis_client(settings))
     if control.is_cancelled(spec.run_id):
-        previous = read_status(own, spec.run_id)
-        write_status(own, RunStatus(run_id=spec.run_id, state="cancelled", attempt=previous.attempt if previous else 0, epoch=previous.epoch if previous else 0))
+        status = previous or RunStatus(run_id=spec.run_id, state="cancelled")
+        write_status(own, status.model_copy(update={"state": "cancelled"}))
         log.info("run cancelled before it started")
         return {"run_id": spec.run_id, "state": "cancelled"}
 

@@ -19,7 +19,7 @@ import yaml
 
 from service.client import AblationClient
 from service.errors import StoreError
-from service.records import RunMetrics
+from service.records import RunMetrics, read_status
 from tests.conftest import REPO, TINY, use_s3_endpoint
 
 BROKER = "redis://127.0.0.1:6379/0"
@@ -191,3 +191,30 @@ def test_missing_bucket_gives_a_clear_error(cluster):
     with pytest.raises(StoreError, match="no-such-bucket-here"):
         client.submit(SPEC)
     assert time.monotonic() - started < 10
+
+
+def test_cancel_stops_runs_and_resubmitting_resumes_them(cluster):
+    spec = {**SPEC, "name": "cancel me", "training": {"epochs": 40, "batch_size": 64}, "ablation": {"seeds": 3}}
+    client = client_for(cluster)
+    study = client.submit(spec)
+    deadline = time.monotonic() + 120
+    while not any(v.running_epochs and v.running_epochs[0][0] >= 1 for v in study.status().variants):
+        assert time.monotonic() < deadline, "no run started training"
+        time.sleep(0.1)
+    assert study.cancel() == 3
+    final = study.wait(timeout=120, poll_seconds=0.2)
+    assert final.counts["cancelled"] == 3, final
+    stopped = [read_status(client.store, run_id) for run_id in study.run_ids]
+    assert any(0 < s.epoch < 40 for s in stopped), [s.epoch for s in stopped]
+
+    again = client.submit(spec)
+    assert again.submit_report.queued == 3
+    assert again.wait(timeout=300, poll_seconds=0.5).counts["succeeded"] == 3
+    for before in stopped:
+        metrics = RunMetrics.model_validate(client.store.get_json(f"runs/{before.run_id}/metrics.json"))
+        assert [h.epoch for h in metrics.history] == list(range(1, 41))
+        if before.epoch > 0:
+            assert metrics.resumed_from_epoch == before.epoch
+    # stale messages of the first submission never trained a run twice
+    starts = [line for line in cluster["workers"].text().splitlines() if '"run started"' in line and "cancel-me" in line]
+    assert len(starts) <= 3 + sum(1 for s in stopped if s.epoch > 0)
