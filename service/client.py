@@ -230,7 +230,9 @@ class AblationClient:
 
     def submit(self, spec: StudySpec | str | Path | dict) -> Study:
         """Queue every run of `spec` that is not stored, queued or running; idempotent."""
-        plan = self.plan(spec)
+        return self.submit_plan(self.plan(spec))
+
+    def submit_plan(self, plan: Plan) -> Study:
         check = getattr(self.store, "check", None)
         if check is not None:
             check()

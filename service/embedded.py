@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 
 from service.plan import Plan
-from service.records import TERMINAL_STATES, read_metrics, read_status, study_key
+from service.records import TERMINAL_STATES, read_metrics, read_status, run_key, study_key
 from service.store import Store, open_store
 
 
@@ -42,7 +42,11 @@ class Progress:
 
 
 def write_study(plan: Plan, store: Store) -> None:
+    """study.json, and run.json of every run not yet described (the report reads them)."""
     store.put_json(study_key(plan.study_id, "study.json"), plan.study_document())
+    for run_id, run in plan.runs.items():
+        if not store.exists(run_key(run_id, "run.json")):
+            store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})
 
 
 def stored_outcomes(plan: Plan, store: Store) -> dict[str, RunOutcome]:

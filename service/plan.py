@@ -120,6 +120,9 @@ def _variants(
             names = [_label(f, vi, ch) for (vi, ch), f in zip(combo, ablation.factors, strict=True)]
             if overrides:
                 yield ", ".join(names), "grid", overrides, "ablation.factors"
+    elif ablation.strategy == "diagnose":
+        for name, factor, overrides in diagnose_battery(baseline):
+            yield name, factor, overrides, "ablation.strategy"
     else:
         for index, component in enumerate(ablation.components):
             overrides = _loco_overrides(component, baseline, f"ablation.components[{index}]", source)
@@ -145,6 +148,47 @@ def _short(value: Any) -> str:
     if isinstance(value, str):
         return value
     return canonical_json(value)
+
+
+def diagnose_battery(baseline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The standard battery of `strategy: diagnose`, built from the baseline alone: each
+    variant probes one usual cause of low accuracy. Returns (name, factor, overrides)."""
+    model, training = baseline["model"], baseline["training"]
+    rate = baseline["optimizer"]["learning_rate"]
+    battery: list[tuple[str, str, dict[str, Any]]] = [
+        (f"lr x{factor:g}", "learning_rate", {"optimizer.learning_rate": _round(rate * factor)})
+        for factor in (0.1, 0.3, 3.0)
+        if rate * factor <= 10.0
+    ]
+    if baseline["schedule"]["name"] == "constant":
+        battery.append(("cosine decay", "schedule", {"schedule": {"name": "cosine"}}))
+    else:
+        battery.append(("constant lr", "schedule", {"schedule": {"name": "constant"}}))
+    if model["dropout"] > 0 or model["conv_dropout"] > 0:
+        battery.append(("no dropout", "dropout", {"model.dropout": 0.0, "model.conv_dropout": 0.0}))
+    else:
+        battery.append(("dropout 0.5", "dropout", {"model.dropout": 0.5}))
+    if model["l2"] > 0:
+        battery.append(("no l2", "l2", {"model.l2": 0.0}))
+    else:
+        battery.append(("l2 1e-4", "l2", {"model.l2": 0.0001}))
+    if any(value not in (False, 0, 0.0) for value in baseline["augmentation"].values()):
+        battery.append(("no augmentation", "augmentation", {"augmentation": {}}))
+    else:
+        mild = {"translation": 0.1, "zoom": 0.1}
+        battery.append(("augmentation (shift, zoom)", "augmentation", {"augmentation": mild}))
+    if model.get("factory") is None:
+        for name, scale in (("half width", 0.5), ("double width", 2.0)):
+            blocks = [{**b, "filters": max(1, round(b["filters"] * scale))} for b in model["conv_blocks"]]
+            dense = [max(1, round(units * scale)) for units in model["dense"]]
+            battery.append((name, "width", {"model.conv_blocks": blocks, "model.dense": dense}))
+    if training["epochs"] * 2 <= 10_000:
+        battery.append(("double epochs", "epochs", {"training.epochs": training["epochs"] * 2}))
+    return battery
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
 
 
 def _loco_overrides(component: str, baseline: dict[str, Any], field: str, source: str) -> dict[str, Any]:

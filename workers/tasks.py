@@ -59,9 +59,27 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
             log.warning("store unavailable, retrying", error=str(exc))
             raise self.retry(exc=exc, countdown=RETRY_SECONDS) from None
         log.error("run failed", error=str(exc))
+        _report_if_finished(own, study_id)
         return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
     except AblateError as exc:
         log.error("run failed", error=str(exc))
+        _report_if_finished(own, study_id)
         return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
+    except Exception:
+        _report_if_finished(own, study_id)
+        raise
     log.info("run finished", state=result.state, reused=result.reused, test_accuracy=result.test_accuracy)
+    _report_if_finished(own, study_id)
     return {"run_id": spec.run_id, "state": result.state, "reused": result.reused}
+
+
+def _report_if_finished(store, study_id: str) -> None:
+    """The worker that finishes a study's last run writes its report (idempotent, so two
+    workers finishing together write the same files)."""
+    from service.report import study_finished, write_report
+
+    try:
+        if study_finished(store, study_id):
+            log.info("study finished, report written", report=write_report(store, study_id))
+    except Exception as exc:  # a report failure must not fail the run; `ablate report` retries
+        log.error("report failed", error=f"{type(exc).__name__}: {exc}")

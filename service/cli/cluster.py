@@ -67,16 +67,24 @@ def _watch(study: Study, timeout: float | None = None) -> StudyStatus:
 def submit(spec: str, wait_: bool, store: str | None, broker: str | None) -> None:
     """Queue the runs of SPEC for the workers (runs stored or queued already are skipped)."""
     client = _client(store, broker)
-    study = client.submit(spec)
+    submit_plan(client.plan(spec), store, broker, wait_, client)
+
+
+def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client: AblationClient | None = None) -> None:
+    client = client or _client(store, broker)
+    study = client.submit_plan(plan)
     report = study.submit_report
     console.print(
         f"study [bold]{study.study_id}[/]: {report.queued} runs queued, "
         f"{report.already_queued} already queued or running, {report.reused} reused from the store"
     )
     console.print(f"follow it with: ablate status {study.study_id} --watch")
-    if wait_:
+    if wait:
         final = _watch(study)
         _print_summary(client, study)
+        from service.cli.local import write_report_with_status
+
+        console.print(f"report: {write_report_with_status(client.store, study.study_id)}")
         if final.counts["failed"]:
             sys.exit(1)
 
@@ -130,6 +138,29 @@ def _print_summary(client: AblationClient, study: Study) -> None:
     from service.summary import summarize_document, summary_table
 
     console.print(summary_table(summarize_document(study.document, client.store), f"study {study.study_id}"))
+
+
+@cli.command()
+@click.argument("study_id")
+@click.option("--open", "open_", is_flag=True, help="Open index.html in a browser.")
+@store_option
+def report(study_id: str, open_: bool, store: str | None) -> None:
+    """Write (or rewrite) the report of STUDY into the store and print where it is."""
+    import tempfile
+    import webbrowser
+
+    from service.cli.local import write_report_with_status
+
+    client = _client(store)
+    client.study(study_id)  # a clear error for an unknown study
+    location = write_report_with_status(client.store, study_id)
+    console.print(f"report: {location}")
+    if open_:
+        local = Path(location)
+        if not local.is_file():  # in a bucket: open a local copy
+            local = Path(tempfile.mkdtemp(prefix="ablate-report-")) / "index.html"
+            client.store.get_file(study_key(study_id, "report/index.html"), local)
+        webbrowser.open(local.resolve().as_uri())
 
 
 @cli.command()

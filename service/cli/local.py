@@ -55,18 +55,51 @@ def schema() -> None:
     click.echo(json.dumps(document, indent=2))
 
 
+store_option = click.option("--store", "store_url", help="Result directory (default: $ABLATE_STORE or ./ablate-results).")
+jobs_option = click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once, each in its own process.")
+verbose_option = click.option("--verbose", "-v", is_flag=True, help="Show the training processes' logs.")
+
+
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--store", "store_url", help="Result directory (default: $ABLATE_STORE or ./ablate-results).")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once, each in its own process.")
-@click.option("--verbose", "-v", is_flag=True, help="Show the training processes' logs.")
+@store_option
+@jobs_option
+@verbose_option
 def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
-    """Train the study in SPEC on this machine and print a summary table."""
+    """Train the study in SPEC on this machine, print a summary table, write the report."""
+    _, plan = _plan(spec)
+    train_locally(plan, store_url, jobs, verbose)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--submit", "submit_", is_flag=True, help="Queue the battery for the workers instead of training here.")
+@store_option
+@jobs_option
+@verbose_option
+def diagnose(spec: str, submit_: bool, store_url: str | None, jobs: int, verbose: bool) -> None:
+    """Run the standard diagnosis battery around the baseline in SPEC (its ablation section's
+    seeds are kept; its factors are replaced): learning rate x0.1, x0.3, x3, a decay schedule,
+    dropout, L2 and augmentation on/off, half and double width, double epochs."""
+    from service.spec.models import AblationSpec
+
+    study = load_spec(spec)
+    ablation = AblationSpec(strategy="diagnose", seeds=study.ablation.seeds, max_runs=study.ablation.max_runs)
+    study = study.model_copy(update={"ablation": ablation})
+    plan = build_plan(study, source=spec)
+    if submit_:
+        from service.cli.cluster import submit_plan
+
+        submit_plan(plan, store_url, None, wait=False)
+        return
+    train_locally(plan, store_url, jobs, verbose)
+
+
+def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool) -> None:
     from service.embedded import run_plan
     from service.store import open_store
     from service.summary import summarize, summary_table
 
-    _, plan = _plan(spec)
     store = open_store(store_url or get_settings().store)
     console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {store.location()}")
     names: dict[str, str] = {}
@@ -94,15 +127,21 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
 
         outcome = run_plan(plan, store, jobs=jobs, on_progress=show, verbose=verbose)
 
-    rows = summarize(plan, store)
-    console.print(summary_table(rows, f"study {plan.study_id}"))
-    reused = outcome.reused
+    console.print(summary_table(summarize(plan, store), f"study {plan.study_id}"))
     trained = sum(1 for o in outcome.outcomes.values() if not o.reused)
-    console.print(f"{trained} runs trained, {reused} reused from the store")
+    console.print(f"{trained} runs trained, {outcome.reused} reused from the store")
     failed = [o for o in outcome.outcomes.values() if o.state == "failed"]
     for item in failed:
         errors.print(f"[red]run {item.run_id} ({names[item.run_id]}) failed:[/] {item.error}", highlight=False)
     console.print(f"results: {store.location('studies/' + plan.study_id)}")
+    report_location = write_report_with_status(store, plan.study_id)
+    console.print(f"report: {report_location}")
     if failed:
         sys.exit(1)
 
+
+def write_report_with_status(store, study_id: str) -> str:
+    from service.report import write_report
+
+    with console.status("writing the report"):
+        return write_report(store, study_id)

@@ -263,7 +263,7 @@ LOCO_COMPONENTS = (
 
 
 class AblationSpec(StrictModel):
-    strategy: Literal["one_at_a_time", "grid", "loco"] = "one_at_a_time"
+    strategy: Literal["one_at_a_time", "grid", "loco", "diagnose"] = "one_at_a_time"
     factors: list[Factor] = Field(default_factory=list)
     components: list[str] = Field(default_factory=list)
     """For `loco`: components removed one at a time: dropout, augmentation, l2, batch_norm,
@@ -292,6 +292,8 @@ class AblationSpec(StrictModel):
 
     @model_validator(mode="after")
     def _strategy_inputs(self) -> AblationSpec:
+        if self.strategy == "diagnose" and self.factors:
+            raise ValueError("strategy 'diagnose' builds its own variants; remove 'factors'")
         if self.strategy == "loco":
             if not self.components:
                 raise ValueError("strategy 'loco' needs a non-empty 'components' list")

@@ -152,3 +152,40 @@ def test_seed_study_plan_matches_the_article():
     assert decayed.optimizer.learning_rate == 0.001 and decayed.schedule.name == "exponential_decay"
     assert configs["no dropout"].model.dropout == 0.0
     assert not configs["no horizontal flip"].augmentation.horizontal_flip
+
+
+def test_diagnose_builds_the_standard_battery_from_a_baseline():
+    plan = build_plan(spec({"strategy": "diagnose", "seeds": 2}, optimizer={"name": "adam", "learning_rate": 0.01}, model={"dropout": 0.5}))
+    configs = {v.name: plan.runs[v.run_ids[0]].config for v in plan.variants}
+    assert list(configs) == [
+        "baseline", "lr x0.1", "lr x0.3", "lr x3", "cosine decay", "no dropout", "l2 1e-4",
+        "augmentation (shift, zoom)", "half width", "double width", "double epochs",
+    ]
+    assert configs["lr x0.1"].optimizer.learning_rate == pytest.approx(0.001)
+    assert configs["lr x3"].optimizer.learning_rate == pytest.approx(0.03)
+    assert configs["no dropout"].model.dropout == 0.0
+    assert configs["l2 1e-4"].model.l2 == 0.0001
+    assert configs["augmentation (shift, zoom)"].augmentation.enabled
+    assert [b.filters for b in configs["double width"].model.conv_blocks] == [64, 128]
+    assert configs["double width"].model.dense == [256]
+    assert [b.filters for b in configs["half width"].model.conv_blocks] == [16, 32]
+    assert configs["double epochs"].training.epochs == 20
+    assert plan.run_count == 22
+
+
+def test_diagnose_switches_off_what_the_baseline_has():
+    plan = build_plan(
+        spec(
+            {"strategy": "diagnose", "seeds": 1},
+            model={"l2": 0.001},
+            schedule={"name": "exponential_decay"},
+            augmentation={"horizontal_flip": True},
+        )
+    )
+    names = [v.name for v in plan.variants]
+    assert {"no l2", "constant lr", "no augmentation", "dropout 0.5"} <= set(names)
+
+
+def test_diagnose_takes_no_factors():
+    with pytest.raises(SpecError, match="diagnose"):
+        build_plan(spec({"strategy": "diagnose", "factors": [{"path": "model.dropout", "values": [0.1]}]}))

@@ -1,0 +1,115 @@
+"""The reporter: statistics across seeds, a diagnosis, plots, and a report in the store.
+
+`write_report(store, study_id)` gathers the study's runs from the store and writes
+`studies/{study_id}/report/`: index.html (self-contained), report.md, summary.json, runs.csv and
+plots/*.png. It is idempotent: the report's timestamp is the newest run result's, so writing it
+twice gives the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from service.errors import KeyNotFound, StoreError
+from service.records import read_metrics, read_status, run_key, study_key
+from service.report.models import RunRecord, StudyData, Summary, VariantRecord
+from service.spec import spec_from_data
+from service.store.base import Store
+
+REPORT_FILES = ("index.html", "report.md", "summary.json", "runs.csv")
+
+
+def gather(store: Store, study_id: str) -> StudyData:
+    """Everything the reporter needs about a study, read from the store."""
+    document = store.get_json(study_key(study_id, "study.json"))
+    records: dict[str, RunRecord] = {}
+    for run_id in document["run_ids"]:
+        records[run_id] = _run_record(store, run_id)
+    variants = [
+        VariantRecord(
+            name=variant["name"],
+            factor=variant.get("factor"),
+            overrides=variant.get("overrides", {}),
+            runs=[records[run_id] for run_id in variant["run_ids"]],
+        )
+        for variant in document["variants"]
+    ]
+    return StudyData(study_id=study_id, spec=document["spec"], variants=variants, dataset=_facts(document["spec"]))
+
+
+def _run_record(store: Store, run_id: str) -> RunRecord:
+    try:
+        run = store.get_json(run_key(run_id, "run.json"))
+    except KeyNotFound:
+        run = {"config": {}, "seed": -1}
+    metrics = read_metrics(store, run_id)
+    status = read_status(store, run_id)
+    state = "succeeded" if metrics is not None else (status.state if status else "queued")
+    return RunRecord(run_id=run_id, seed=run.get("seed", -1), config=run.get("config", {}), state=state, metrics=metrics, status=status)
+
+
+def _facts(spec: dict[str, Any]):
+    from service.report.data_facts import dataset_facts
+
+    try:
+        return dataset_facts(spec_from_data(spec).dataset)
+    except Exception:  # the report must not fail because the data moved; the rules skip
+        return None
+
+
+def _report_time(data: StudyData) -> str:
+    """The newest result or status time of the study's runs (deterministic for a rewrite)."""
+    stamps = []
+    for variant in data.variants:
+        for run in variant.runs:
+            if run.metrics is not None:
+                stamps.append(run.metrics.finished_at)
+            elif run.status is not None:
+                stamps.append(run.status.updated_at)
+    return max(stamps, default="")
+
+
+def build_report(store: Store, study_id: str) -> tuple[Summary, dict[str, bytes]]:
+    """The report's files (name -> bytes), without writing them."""
+    from service.report.plots import render_plots
+    from service.report.render import render_html, render_markdown, runs_csv
+    from service.report.summary import summarize_study
+
+    data = gather(store, study_id)
+    summary = summarize_study(data, generated_at=_report_time(data))
+    plots = render_plots(summary, data)
+    files: dict[str, bytes] = {
+        "summary.json": (json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode(),
+        "report.md": render_markdown(summary).encode(),
+        "runs.csv": runs_csv(data).encode(),
+        "index.html": render_html(summary, plots).encode(),
+    }
+    files.update({f"plots/{name}": png for name, png in plots.items()})
+    return summary, files
+
+
+def write_report(store: Store, study_id: str) -> str:
+    """Write the report of `study_id` into the store; returns where index.html is."""
+    _, files = build_report(store, study_id)
+    content_types = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8", ".json": "application/json", ".csv": "text/csv; charset=utf-8", ".png": "image/png"}
+    # index.html last: its presence means the rest of the report is there.
+    for name in sorted(files, key=lambda n: n == "index.html"):
+        suffix = name[name.rfind(".") :]
+        store.put_bytes(study_key(study_id, f"report/{name}"), files[name], content_types.get(suffix))
+    return store.location(study_key(study_id, "report/index.html"))
+
+
+def study_finished(store: Store, study_id: str) -> bool:
+    """Every run of the study has a final state (succeeded, diverged, failed or cancelled)."""
+    try:
+        document = store.get_json(study_key(study_id, "study.json"))
+    except (KeyNotFound, StoreError):
+        return False
+    for run_id in document["run_ids"]:
+        if store.exists(run_key(run_id, "metrics.json")):
+            continue
+        status = read_status(store, run_id)
+        if status is None or status.state in ("queued", "running"):
+            return False
+    return True
