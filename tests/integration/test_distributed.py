@@ -218,3 +218,27 @@ def test_cancel_stops_runs_and_resubmitting_resumes_them(cluster):
     # stale messages of the first submission never trained a run twice
     starts = [line for line in cluster["workers"].text().splitlines() if '"run started"' in line and "cancel-me" in line]
     assert len(starts) <= 3 + sum(1 for s in stopped if s.epoch > 0)
+
+
+def test_a_pickled_message_is_refused_and_never_executed(cluster):
+    from service.queue import TRAIN_TASK, make_celery
+    from service.settings import Settings
+
+    client = client_for(cluster)
+    plan = client.plan({**SPEC, "name": "pickled", "ablation": {"seeds": [99]}})
+    (run_id, run), = plan.runs.items()
+    app = make_celery(Settings(broker_url=BROKER, queue=cluster["queue"], store=cluster["store"]))
+    app.conf.accept_content = ["json", "pickle"]  # a rogue producer
+    app.send_task(
+        TRAIN_TASK,
+        kwargs={"run": run.model_dump(mode="json"), "study_id": plan.study_id, "store": client.store.url},
+        queue=cluster["queue"],
+        serializer="pickle",
+    )
+    deadline = time.monotonic() + 30
+    while "application/x-python-serialize" not in cluster["workers"].text():
+        assert time.monotonic() < deadline, "the workers never saw the pickled message"
+        time.sleep(0.2)
+    time.sleep(2)
+    assert not client.store.exists(f"runs/{run_id}/status.json")
+    assert "ContentDisallowed" in cluster["workers"].text() or "disallowed" in cluster["workers"].text().lower()
