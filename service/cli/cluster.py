@@ -187,7 +187,7 @@ def pull(study_id: str, dest: str, store: str | None) -> None:
 @cli.command()
 @click.option("--queue", "-Q", help="Queue to consume (default: $ABLATE_QUEUE).")
 @click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once (pool processes).")
-@click.option("--hostname", "-n", help="Worker name (default: ablate@<host>).")
+@click.option("--hostname", "-n", help="Worker name (default: celery@<host>).")
 @click.option("--loglevel", "-l", default="info", show_default=True)
 def worker(queue: str | None, concurrency: int, hostname: str | None, loglevel: str) -> None:
     """Start a Celery worker that trains runs (needs the `worker` extra)."""
