@@ -35,7 +35,12 @@ def gather(store: Store, study_id: str) -> StudyData:
         )
         for variant in document["variants"]
     ]
-    return StudyData(study_id=study_id, spec=document["spec"], variants=variants, dataset=_facts(document["spec"]))
+    return StudyData(
+        study_id=study_id,
+        spec=document["spec"],
+        variants=variants,
+        dataset=_facts(document["spec"]),
+    )
 
 
 def _run_record(store: Store, run_id: str) -> RunRecord:
@@ -46,7 +51,14 @@ def _run_record(store: Store, run_id: str) -> RunRecord:
     metrics = read_metrics(store, run_id)
     status = read_status(store, run_id)
     state = "succeeded" if metrics is not None else (status.state if status else "queued")
-    return RunRecord(run_id=run_id, seed=run.get("seed", -1), config=run.get("config", {}), state=state, metrics=metrics, status=status)
+    return RunRecord(
+        run_id=run_id,
+        seed=run.get("seed", -1),
+        config=run.get("config", {}),
+        state=state,
+        metrics=metrics,
+        status=status,
+    )
 
 
 def _facts(spec: dict[str, Any]):
@@ -80,7 +92,9 @@ def build_report(store: Store, study_id: str) -> tuple[Summary, dict[str, bytes]
     summary = summarize_study(data, generated_at=_report_time(data))
     plots = render_plots(summary, data)
     files: dict[str, bytes] = {
-        "summary.json": (json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode(),
+        "summary.json": (
+            json.dumps(summary.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        ).encode(),
         "report.md": render_markdown(summary).encode(),
         "runs.csv": runs_csv(data).encode(),
         "index.html": render_html(summary, plots).encode(),
@@ -92,11 +106,19 @@ def build_report(store: Store, study_id: str) -> tuple[Summary, dict[str, bytes]
 def write_report(store: Store, study_id: str) -> str:
     """Write the report of `study_id` into the store; returns where index.html is."""
     _, files = build_report(store, study_id)
-    content_types = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8", ".json": "application/json", ".csv": "text/csv; charset=utf-8", ".png": "image/png"}
+    content_types = {
+        ".html": "text/html; charset=utf-8",
+        ".md": "text/markdown; charset=utf-8",
+        ".json": "application/json",
+        ".csv": "text/csv; charset=utf-8",
+        ".png": "image/png",
+    }
     # index.html last: its presence means the rest of the report is there.
     for name in sorted(files, key=lambda n: n == "index.html"):
         suffix = name[name.rfind(".") :]
-        store.put_bytes(study_key(study_id, f"report/{name}"), files[name], content_types.get(suffix))
+        store.put_bytes(
+            study_key(study_id, f"report/{name}"), files[name], content_types.get(suffix)
+        )
     return store.location(study_key(study_id, "report/index.html"))
 
 

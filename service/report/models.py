@@ -88,9 +88,9 @@ class Comparison(_Model):
 
     delta: float
     """mean(variant) - mean(baseline)."""
-    ci_low: float
-    ci_high: float
-    """95% Welch interval of the difference."""
+    ci_low: float | None
+    ci_high: float | None
+    """95% Welch interval of the difference; None exactly when p_value is None."""
     p_value: float | None
     """Two-sided Welch t-test; None when a side has fewer than 2 seeds or no variance at all."""
     effect_size: float | None

@@ -1,0 +1,297 @@
+"""A realistic study for the report's renderers: its runs (`StudyData`) and a `Summary` of them.
+
+The summary is built here by hand (plain means and normal-approximation intervals), not by the
+reporter's statistics, so that the renderers are tested on their own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.records import EpochRecord, RunMetrics, RunStatus, TestMetrics
+from service.report.models import (
+    Comparison,
+    Curves,
+    Finding,
+    Inconclusive,
+    MetricStats,
+    RunRecord,
+    StudyData,
+    Summary,
+    VariantRecord,
+    VariantStats,
+)
+
+XSS = "<script>alert(1)</script>"
+BASE_CONFIG = {
+    "dataset": {"kind": "digits", "validation_split": 0.1, "test_split": 0.25, "scale": "auto"},
+    "model": {
+        "conv_blocks": [{"filters": 32, "kernel_size": 3}, {"filters": 64, "kernel_size": 3}],
+        "dense": [128],
+        "dropout": 0.5,
+    },
+    "optimizer": {"name": "adam", "learning_rate": 0.005, "clipnorm": None},
+    "schedule": {"name": "constant"},
+    "augmentation": {"horizontal_flip": True},
+    "training": {"epochs": 12, "batch_size": 32, "early_stopping": None},
+}
+
+
+@dataclass
+class Plan:
+    """How a fake variant behaves: its final accuracies and the states of its seeds."""
+
+    name: str
+    factor: str | None
+    overrides: dict
+    test_accuracy: float
+    gap: float
+    states: list[str] = field(default_factory=lambda: ["succeeded"] * 3)
+    significant: bool = False
+    p_value: float | None = 0.3
+
+
+def default_plans() -> list[Plan]:
+    return [
+        Plan("baseline", None, {}, 0.905, 0.04),
+        Plan(
+            "lr 0.001 + exponential decay",
+            "learning rate",
+            {"optimizer.learning_rate": 0.001, "schedule": {"name": "exponential_decay"}},
+            0.962,
+            0.02,
+            significant=True,
+            p_value=0.002,
+        ),
+        Plan(
+            "no dropout",
+            "model.dropout",
+            {"model.dropout": 0.0},
+            0.874,
+            0.11,
+            significant=True,
+            p_value=0.01,
+        ),
+        Plan(
+            "no horizontal flip",
+            "augmentation.horizontal_flip",
+            {"augmentation.horizontal_flip": False},
+            0.913,
+            0.04,
+            p_value=0.21,
+        ),
+        Plan(
+            XSS,
+            "model.dense",
+            {"model.dense": [64]},
+            0.90,
+            0.05,
+            states=["succeeded", "failed", "running"],
+        ),
+        Plan(
+            "sgd lr 2.0",
+            "optimizer",
+            {"optimizer": {"name": "sgd", "learning_rate": 2.0}},
+            0.1,
+            0.0,
+            states=["diverged", "diverged", "failed"],
+        ),
+    ]
+
+
+def _history(rng, plan: Plan, epochs: int, diverged: bool) -> list[EpochRecord]:
+    records = []
+    for epoch in range(1, epochs + 1):
+        progress = 1 - math.exp(-epoch / 3)
+        val = min(plan.test_accuracy * progress + rng.normal(0, 0.01), 1.0)
+        train = min(val + plan.gap * progress + rng.normal(0, 0.005), 1.0)
+        loss = float("nan") if diverged and epoch == epochs else 2.3 * (1 - train) + 0.05
+        records.append(
+            EpochRecord(
+                epoch=epoch,
+                loss=loss,
+                accuracy=train,
+                val_loss=2.3 * (1 - val) + 0.08,
+                val_accuracy=val,
+                learning_rate=0.005,
+                epoch_seconds=0.8,
+            )
+        )
+    return records
+
+
+def _confusion(rng, accuracy: float, classes: int, per_class: int) -> list[list[int]]:
+    matrix = np.zeros((classes, classes), dtype=int)
+    for true in range(classes):
+        right = int(rng.binomial(per_class, accuracy))
+        matrix[true, true] = right
+        wrong = rng.choice([c for c in range(classes) if c != true], size=per_class - right)
+        for predicted in wrong:
+            matrix[true, predicted] += 1
+    return matrix.tolist()
+
+
+def make_study_data(
+    plans: list[Plan], classes: int = 10, epochs: int = 12, seed: int = 0
+) -> StudyData:
+    rng = np.random.default_rng(seed)
+    class_names = [str(i) for i in range(classes)]
+    variants = []
+    for index, plan in enumerate(plans):
+        runs = []
+        for seed_index, state in enumerate(plan.states):
+            run_id = f"r{index:02d}{seed_index}" + "a1b2c3d4e5f6"
+            config = {**BASE_CONFIG, "seed": seed_index}
+            done = epochs if state in ("succeeded", "diverged") else epochs // 2
+            history = _history(rng, plan, done, state == "diverged")
+            metrics = None
+            if state == "succeeded":
+                accuracy = float(np.clip(plan.test_accuracy + rng.normal(0, 0.008), 0, 1))
+                test = TestMetrics(
+                    accuracy=accuracy,
+                    loss=2.3 * (1 - accuracy) + 0.1,
+                    per_class_accuracy=[accuracy] * classes,
+                    confusion_matrix=_confusion(rng, accuracy, classes, 18),
+                    samples=18 * classes,
+                )
+                metrics = RunMetrics(
+                    run_id=run_id,
+                    seed=seed_index,
+                    epochs_run=epochs,
+                    stopped_early=False,
+                    attempt=1,
+                    resumed_from_epoch=None,
+                    history=history,
+                    test=test,
+                    class_names=class_names,
+                    timings={"fit_seconds": 9.5 + seed_index},
+                    environment={},
+                )
+            error = "ValueError: out of memory,\nretry later" if state == "failed" else None
+            status = RunStatus(
+                run_id=run_id,
+                state=state,
+                attempt=1,
+                epoch=done,
+                epochs=epochs,
+                error=error,
+                history=history,
+            )
+            runs.append(
+                RunRecord(
+                    run_id=run_id,
+                    seed=seed_index,
+                    config=config,
+                    state=state,
+                    metrics=metrics,
+                    status=status,
+                )
+            )
+        variants.append(
+            VariantRecord(name=plan.name, factor=plan.factor, overrides=plan.overrides, runs=runs)
+        )
+    return StudyData(study_id="st-0123456789ab", spec={"name": "seed-study"}, variants=variants)
+
+
+def _stats(values: list[float]) -> MetricStats:
+    if not values:
+        return MetricStats(n=0, mean=None, std=None, ci_low=None, ci_high=None)
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    half = 2.0 * std / math.sqrt(len(values)) if std is not None else None
+    return MetricStats(
+        n=len(values),
+        mean=mean,
+        std=std,
+        ci_low=mean - half if half is not None else None,
+        ci_high=mean + half if half is not None else None,
+    )
+
+
+def _curves(histories: list[list[EpochRecord]]) -> Curves:
+    epochs = min((len(h) for h in histories), default=0)
+    columns = {}
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        values = np.array(
+            [[getattr(h[e], key) for e in range(epochs)] for h in histories], dtype=float
+        ).reshape(len(histories), epochs)
+        columns[f"{key}_mean"] = [float(v) for v in values.mean(axis=0)] if histories else []
+        columns[f"{key}_std"] = [float(v) for v in values.std(axis=0)] if histories else []
+    return Curves(epochs=list(range(1, epochs + 1)), learning_rate=[0.005] * epochs, **columns)
+
+
+def _variant_stats(record: VariantRecord, plan: Plan, baseline: MetricStats | None) -> VariantStats:
+    done = [run for run in record.runs if run.metrics is not None]
+    tests = [run.metrics.test.accuracy for run in done]
+    test_accuracy = _stats(tests)
+    comparison = None
+    if baseline is not None and baseline.mean is not None and test_accuracy.mean is not None:
+        delta = test_accuracy.mean - baseline.mean
+        comparison = Comparison(
+            delta=delta,
+            ci_low=delta - 0.02,
+            ci_high=delta + 0.02,
+            p_value=plan.p_value,
+            effect_size=delta / 0.01,
+            significant=plan.significant,
+        )
+    return VariantStats(
+        name=record.name, factor=record.factor, overrides=record.overrides, run_ids=[run.run_id for run in record.runs],
+        seeds=len(record.runs), succeeded=len(done), diverged=sum(r.state == "diverged" for r in record.runs),
+        failed=sum(r.state not in ("succeeded", "diverged") for r in record.runs),
+        test_accuracy=test_accuracy, test_loss=_stats([r.metrics.test.loss for r in done]),
+        val_accuracy=_stats([r.metrics.history[-1].val_accuracy for r in done]),
+        val_loss=_stats([r.metrics.history[-1].val_loss for r in done]),
+        train_accuracy=_stats([r.metrics.history[-1].accuracy for r in done]),
+        train_val_gap=_stats([r.metrics.history[-1].accuracy - r.metrics.history[-1].val_accuracy for r in done]),
+        best_epoch=_stats([float(max(r.metrics.history, key=lambda e: e.val_accuracy).epoch) for r in done]),
+        vs_baseline=comparison, curves=_curves([r.metrics.history for r in done]),
+    )  # fmt: skip
+
+
+def make_summary(data: StudyData, plans: list[Plan]) -> Summary:
+    variants: list[VariantStats] = []
+    for record, plan in zip(data.variants, plans, strict=True):
+        baseline = variants[0].test_accuracy if variants else None
+        variants.append(_variant_stats(record, plan, baseline))
+    variants[0].vs_baseline = None
+    counts: dict[str, int] = {}
+    for record in data.variants:
+        for run in record.runs:
+            counts[run.state] = counts.get(run.state, 0) + 1
+    by_name = {v.name: v.run_ids for v in variants}
+    findings = [
+        Finding(rule="learning_rate_too_high", kind="helps", title="A lower learning rate with decay helps: +5.7 points", statement="lr 0.001 + exponential decay reaches 96.2% test accuracy against 90.5% for the baseline (p = 0.002).", evidence={"delta": 0.057, "ci_low": 0.037, "ci_high": 0.077, "p_value": 0.002, "effect_size": 5.7}, variants=["lr 0.001 + exponential decay"], run_ids=by_name.get("lr 0.001 + exponential decay", []), magnitude=0.057),
+        Finding(rule="overfitting", kind="training", title="The model overfits without dropout", statement="Without dropout the final training accuracy is 11 points above validation accuracy, against 4 for the baseline.", evidence={"train_val_gap": 0.11, "baseline_gap": 0.04, "best_epoch": 5.0}, variants=["no dropout"], run_ids=by_name.get("no dropout", []), magnitude=0.07),
+        Finding(rule="factor_effect", kind="hurts", title="Removing dropout hurts: −3.1 points", statement="no dropout loses 3.1 points of test accuracy (95% CI −5.1 to −1.1, p = 0.01).", evidence={"delta": -0.031, "p_value": 0.01, "variants": ["no dropout"]}, variants=["no dropout"], run_ids=by_name.get("no dropout", []), magnitude=0.031),
+        Finding(rule="class_imbalance", kind="data", title="Class 8 has 4x fewer training samples", statement="The largest class has 4.0 times the samples of the smallest (class 8); per-class accuracy follows the counts.", evidence={"ratio": 4.0, "smallest_class": "8", "counts": [150, 148, 37]}, variants=[], run_ids=[], magnitude=0.02),
+    ]  # fmt: skip
+    inconclusive = [
+        Inconclusive(
+            variant="no horizontal flip",
+            delta=0.008,
+            p_value=0.21,
+            seeds_needed=14,
+            statement="Removing horizontal flips changes test accuracy by +0.8 points, within the noise of 3 seeds.",
+        )
+    ]
+    notes = [
+        f"Runs of {XSS} failed: r040a1b2c3d4e5f6 (out of memory).",
+        "2 runs diverged (sgd lr 2.0).",
+    ]
+    return Summary(
+        study_id=data.study_id, name="seed-study", generated_at="2024-05-01T12:00:00.000+00:00",
+        partial=any(state not in ("succeeded", "diverged") for state in counts), counts=counts,
+        baseline=variants[0].name, variants=variants, findings=findings, inconclusive=inconclusive, notes=notes,
+    )  # fmt: skip
+
+
+def make_study(
+    plans: list[Plan] | None = None, classes: int = 10, epochs: int = 12
+) -> tuple[Summary, StudyData]:
+    plans = plans or default_plans()
+    data = make_study_data(plans, classes=classes, epochs=epochs)
+    return make_summary(data, plans), data

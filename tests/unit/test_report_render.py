@@ -1,0 +1,180 @@
+"""The report's renderers: report.md, index.html, runs.csv and the plots, from fixed fixtures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import threading
+
+import pytest
+from PIL import Image
+
+from service.report.formatting import plot_names
+from service.report.models import StudyData, Summary
+from service.report.plots import render_plots
+from service.report.render import render_html, render_markdown, runs_csv
+from tests.report_fixtures import XSS, Plan, default_plans, make_study
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def study() -> tuple[Summary, StudyData]:
+    return make_study()
+
+
+@pytest.fixture(scope="module")
+def plots(study) -> dict[str, bytes]:
+    return render_plots(*study)
+
+
+def test_markdown_warns_of_a_partial_report_on_top_only_when_partial(study):
+    summary, _ = study
+    assert summary.partial
+    lines = render_markdown(summary).splitlines()
+    assert lines[0] == "# Ablation report: seed-study"
+    assert lines[2].startswith("> **Warning:** Partial report: 13 of 18 runs succeeded")
+
+    complete = summary.model_copy(update={"partial": False})
+    assert "Partial report" not in render_markdown(complete)
+    assert "Warning" not in render_markdown(complete)
+
+
+def test_markdown_ranks_findings_lists_inconclusive_and_tabulates_every_variant(study):
+    summary, _ = study
+    text = render_markdown(summary)
+    causes = text.index("## What is causing low accuracy")
+    cannot = text.index("## What the study cannot tell")
+    positions = [text.index(finding.title) for finding in summary.findings]
+    assert causes < positions[0] and positions == sorted(positions) and positions[-1] < cannot
+    assert "About 14 seeds per variant" in text
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(summary.variants)
+    assert all(line.count(" | ") == table[0].count(" | ") for line in table)
+    assert "| **baseline** | 3/3 |" in text
+    for name in plot_names(summary):
+        assert f"(plots/{name})" in text
+
+
+def test_markdown_and_html_escape_a_variant_named_like_a_script(study, plots):
+    summary, _ = study
+    page = render_html(summary, plots)
+    assert XSS not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script" not in page.lower()
+    assert XSS not in render_markdown(summary)
+
+
+def test_html_is_self_contained_every_image_a_png_data_uri(study, plots):
+    summary, _ = study
+    page = render_html(summary, plots)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", page, re.IGNORECASE)
+    assert "@import" not in page and "url(" not in page
+    sources = re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)
+    assert len(sources) == len(plots) == len(plot_names(summary))
+    assert all(source.startswith("data:image/png;base64,") for source in sources)
+    assert all(re.search(r'<img [^>]*alt="[^"]+"', tag) for tag in re.findall(r"<img [^>]*>", page))
+    assert "Content-Security-Policy" in page
+
+
+def test_html_shows_the_partial_banner_only_when_partial(study, plots):
+    summary, _ = study
+    assert 'class="banner"' in render_html(summary, plots)
+    complete = summary.model_copy(update={"partial": False})
+    assert 'class="banner"' not in render_html(complete, plots)
+
+
+def test_html_marks_findings_by_kind(study, plots):
+    summary, _ = study
+    page = render_html(summary, plots)
+    for kind in ("hurts", "helps", "data", "training"):
+        assert f'<article class="card {kind}">' in page
+
+
+def test_plots_are_pngs_of_sensible_size(study, plots):
+    summary, _ = study
+    assert list(plots) != [] and sorted(plots) == sorted(plot_names(summary))
+    assert "confusion_best.png" in plots  # the best variant is not the baseline here
+    for name, png in plots.items():
+        assert png[:8] == PNG_MAGIC, name
+        image = Image.open(io.BytesIO(png))
+        image.verify()
+        width, height = Image.open(io.BytesIO(png)).size
+        assert 300 <= width <= 2500 and 150 <= height <= 4000, (name, width, height)
+
+
+def test_runs_csv_has_one_row_per_run_with_flattened_config(study):
+    _, data = study
+    text = runs_csv(data)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == sum(len(variant.runs) for variant in data.variants)
+    header = text.splitlines()[0].split(",")
+    config = [column for column in header if column.startswith("config.")]
+    assert config == sorted(config)
+    assert {
+        "config.optimizer.learning_rate",
+        "config.model.dropout",
+        "config.model.conv_blocks",
+    } <= set(config)
+    first = rows[0]
+    assert first["study_id"] == data.study_id and first["variant"] == "baseline"
+    assert first["state"] == "succeeded" and 0 < float(first["test_accuracy"]) <= 1
+    assert first["config.model.conv_blocks"].startswith('[{"filters": 32')
+    failed = next(row for row in rows if row["state"] == "failed")
+    assert failed["test_accuracy"] == "" and "out of memory" in failed["error"]
+    assert {row["variant"] for row in rows} >= {XSS, "sgd lr 2.0"}
+
+
+def test_runs_csv_loads_in_pandas(study):
+    pandas = pytest.importorskip("pandas")
+    _, data = study
+    frame = pandas.read_csv(io.StringIO(runs_csv(data)))
+    assert len(frame) == sum(len(variant.runs) for variant in data.variants)
+    assert frame["test_accuracy"].notna().sum() == 13
+
+
+def test_a_study_without_any_result_renders_everything():
+    plans = [
+        Plan(name, None, {}, 0.5, 0.0, states=["failed", "running"])
+        for name in ("baseline", "no dropout")
+    ]
+    summary, data = make_study(plans)
+    plots = render_plots(summary, data)
+    assert sorted(plots) == [
+        "confusion_baseline.png",
+        "learning_curves.png",
+        "test_accuracy.png",
+        "train_val_gap.png",
+    ]
+    assert "no result" in render_markdown(summary)
+    assert render_html(summary, plots).count("<img ") == 4
+    assert len(list(csv.DictReader(io.StringIO(runs_csv(data))))) == 4
+
+
+def test_twenty_variants_and_a_hundred_classes_stay_within_a_page():
+    # Long names with `$` (matplotlib's math delimiter) must not break or widen the figures.
+    plans = default_plans()[:1] + [
+        Plan(f"variant ${i}$ " + "x" * 60, "f", {}, 0.8 + 0.01 * i, 0.01) for i in range(19)
+    ]
+    summary, data = make_study(plans, classes=100, epochs=3)
+    plots = render_plots(summary, data)
+    sizes = {name: Image.open(io.BytesIO(png)).size for name, png in plots.items()}
+    assert sizes["test_accuracy.png"][0] < 1100 and sizes["learning_curves.png"][0] < 1400
+    assert max(sizes["confusion_baseline.png"]) <= 1800
+
+
+def test_plots_render_from_several_threads_at_once():
+    # No pyplot, no global backend: figures drawn in parallel threads come out the same.
+    summary, data = make_study(default_plans()[:3], epochs=4)
+    expected = render_plots(summary, data)
+    results: list[dict[str, bytes]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(render_plots(summary, data)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 3
