@@ -104,6 +104,14 @@ def interval(low: float | None, high: float | None, signed: bool = False) -> str
     return f"[{100 * low:{spec}}, {100 * high:{spec}}]".replace("-", "−")
 
 
+def _p_with_holm(comparison) -> str:
+    """Welch's p, and Holm's adjusted p (the one significance is judged by) when it differs."""
+    text = p_value(comparison.p_value)
+    if comparison.p_adjusted is not None and comparison.p_adjusted != comparison.p_value:
+        text += f" (Holm {p_value(comparison.p_adjusted)})"
+    return text
+
+
 def p_value(value: float | None) -> str:
     if not _finite(value):
         return "–"
@@ -203,7 +211,7 @@ def _variant_row(summary: Summary, variant: VariantStats) -> VariantRow:
         delta_ci=interval(comparison.ci_low, comparison.ci_high, signed=True)
         if comparison and not is_baseline
         else "–",
-        p=p_value(comparison.p_value) if comparison and not is_baseline else "–",
+        p=_p_with_holm(comparison) if comparison and not is_baseline else "–",
         g=_signed(comparison.effect_size) if comparison and not is_baseline else "–",
         gap=points(variant.train_val_gap.mean),
         best_epoch=f"{epoch.mean:.1f}" if _finite(epoch.mean) else "–",

@@ -95,8 +95,11 @@ class Comparison(_Model):
     """Two-sided Welch t-test; None when a side has fewer than 2 seeds or no variance at all."""
     effect_size: float | None
     """Hedges' g (bias-corrected standardized mean difference)."""
+    p_adjusted: float | None = None
+    """p adjusted with Holm's method over all of the study's comparisons with the baseline, so
+    that a study of many variants does not state chance differences as findings."""
     significant: bool
-    """p < alpha (0.05)."""
+    """p_adjusted < alpha (0.05)."""
 
 
 class Curves(_Model):

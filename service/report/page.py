@@ -165,14 +165,10 @@ def _inconclusive(summary: Summary) -> list[str]:
         ]
     parts.append('<ul class="plain">')
     for item in summary.inconclusive:
-        seeds = (
-            f" About <strong>{item.seeds_needed}</strong> seeds per variant would settle it."
-            if item.seeds_needed
-            else ""
-        )
+        # the statement already says how many seeds would settle it
         parts.append(
             f"<li><strong>{escape(item.variant)}</strong> ({escape(points(item.delta))}, "
-            f"p {escape(p_value(item.p_value))}): {escape(item.statement)}{seeds}</li>"
+            f"p {escape(p_value(item.p_value))}): {escape(item.statement)}</li>"
         )
     return parts + ["</ul></section>"]
 
@@ -201,8 +197,9 @@ def _variants(summary: Summary) -> list[str]:
         '<section id="variants"><h2>Variants</h2><div class="scroll-x"><table class="variants">',
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>",
         '<p class="legend">Test accuracy: mean ± std across seeds (%), its 95% interval below. Δ in '
-        "percentage points against the baseline, with Welch's 95% interval and p-value; g is "
-        "Hedges' g. Seeds: succeeded of planned.</p></section>",
+        "percentage points against the baseline, with Welch's 95% interval and p-value (Holm's "
+        "adjustment over the study's comparisons in brackets: significance is judged on it); g "
+        "is Hedges' g. Seeds: succeeded of planned.</p></section>",
     ]
 
 

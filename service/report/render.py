@@ -64,13 +64,9 @@ def render_markdown(summary: Summary) -> str:
     lines += ["", "## What the study cannot tell", ""]
     if summary.inconclusive:
         for item in summary.inconclusive:
-            seeds = (
-                f" About {item.seeds_needed} seeds per variant would settle it."
-                if item.seeds_needed
-                else ""
-            )
+            # the statement already says how many seeds would settle it
             lines.append(
-                f"- **{_md(item.variant)}** ({points(item.delta)}, p {p_value(item.p_value)}): {_md(item.statement)}{seeds}"
+                f"- **{_md(item.variant)}** ({points(item.delta)}, p {p_value(item.p_value)}): {_md(item.statement)}"
             )
     else:
         lines.append("Every comparison with the baseline was settled by the seeds run.")
@@ -84,7 +80,7 @@ def render_markdown(summary: Summary) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from Welch's t-test; g is Hedges' g.",
+        "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from Welch's t-test, with Holm's adjustment over the study's comparisons in brackets (significance is judged on it); g is Hedges' g.",
         "",
     ]
     lines += ["## Plots", ""]

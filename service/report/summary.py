@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from service.report.diagnosis import diagnose
-from service.report.models import RunRecord, StudyData, Summary, VariantRecord
+from service.report.models import RunRecord, StudyData, Summary, VariantRecord, VariantStats
 from service.report.stats import variant_stats
 
 ALPHA = 0.05
@@ -21,6 +21,7 @@ def summarize_study(data: StudyData, generated_at: str) -> Summary:
         variant_stats(variant, None if index == 0 else baseline, ALPHA)
         for index, variant in enumerate(data.variants)
     ]
+    holm_adjust(stats, ALPHA)
     findings, inconclusive = diagnose(data, stats, ALPHA)
     runs = _unique_runs(data)
     counts = dict(sorted(Counter(run.state for _, run in runs.values()).items()))
@@ -37,6 +38,20 @@ def summarize_study(data: StudyData, generated_at: str) -> Summary:
         inconclusive=inconclusive,
         notes=_notes(data, runs),
     )
+
+
+def holm_adjust(stats: list[VariantStats], alpha: float) -> None:
+    """Holm's step-down adjustment of the variants' p-values (family-wise error rate alpha);
+    `significant` then means adjusted p < alpha."""
+    tested = sorted(
+        (s.vs_baseline for s in stats if s.vs_baseline is not None and s.vs_baseline.p_value is not None),
+        key=lambda c: c.p_value,
+    )
+    running = 0.0
+    for rank, comparison in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * comparison.p_value))
+        comparison.p_adjusted = running
+        comparison.significant = running < alpha
 
 
 def _unique_runs(data: StudyData) -> dict[str, tuple[VariantRecord, RunRecord]]:

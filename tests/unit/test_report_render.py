@@ -48,7 +48,7 @@ def test_markdown_ranks_findings_lists_inconclusive_and_tabulates_every_variant(
     cannot = text.index("## What the study cannot tell")
     positions = [text.index(finding.title) for finding in summary.findings]
     assert causes < positions[0] and positions == sorted(positions) and positions[-1] < cannot
-    assert "About 14 seeds per variant" in text
+    assert "about 14 seeds per variant" in text
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(summary.variants)
     assert all(line.count(" | ") == table[0].count(" | ") for line in table)

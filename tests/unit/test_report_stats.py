@@ -245,3 +245,28 @@ def test_variant_configs_fall_back_to_the_spec_and_overrides_when_run_json_is_mi
             run.config = {}
     summary = summarize_study(data, generated_at="t")
     assert [f.rule for f in summary.findings] == ["harmful_augmentation"]
+
+
+def test_holm_adjustment_controls_the_study_wide_error_rate():
+    from service.report.models import Comparison, Curves, MetricStats, VariantStats
+    from service.report.summary import holm_adjust
+
+    empty = MetricStats(n=0, mean=None, std=None, ci_low=None, ci_high=None)
+    curves = Curves(**{name: [] for name in Curves.model_fields})
+
+    def variant(p):
+        comparison = None if p is None else Comparison(
+            delta=0.01, ci_low=0.0, ci_high=0.02, p_value=p, effect_size=1.0, significant=p < 0.05
+        )
+        metrics = {name: empty for name in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_val_gap", "best_epoch")}
+        return VariantStats(
+            name=str(p), factor=None, overrides={}, run_ids=[], seeds=3, succeeded=3, diverged=0,
+            failed=0, vs_baseline=comparison, curves=curves, **metrics,
+        )
+
+    stats = [variant(None), variant(0.03), variant(0.01), variant(0.04)]
+    holm_adjust(stats, 0.05)
+    adjusted = {s.name: (s.vs_baseline.p_adjusted, s.vs_baseline.significant) for s in stats[1:]}
+    assert adjusted["0.01"] == (pytest.approx(0.03), True)
+    assert adjusted["0.03"] == (pytest.approx(0.06), False)  # 2 x 0.03: no longer significant
+    assert adjusted["0.04"] == (pytest.approx(0.06), False)
