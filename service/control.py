@@ -1,9 +1,11 @@
-"""Short-lived run control in Redis: cancellation flags. The store stays the source of truth for
-states and results; Redis only carries the queue and flags like these."""
+"""Short-lived run control in Redis: cancellation flags and run leases. The store stays the
+source of truth for states and results; Redis only carries the queue, flags and leases."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+import threading
 
 import redis
 
@@ -43,3 +45,81 @@ class RunControl:
 
     def is_cancelled(self, run_id: str) -> bool:
         return bool(self.client.exists(self._cancel_key(run_id)))
+
+
+# Compare-and-set scripts: only the holder of a lease may renew or release it.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class RunLease:
+    """At most one attempt of a run trains at a time.
+
+    `acquire` takes a fencing token (a counter that only grows) and sets the lease with
+    SET NX + expiry; a heartbeat thread renews it. `still_valid` is true while this attempt
+    holds the lease and no newer token was issued, so a stale attempt (one whose lease expired
+    while it was stalled) cannot commit over a newer result.
+    """
+
+    def __init__(self, client: redis.Redis, run_id: str, owner: str, ttl_seconds: float = 60.0, namespace: str = "ablate") -> None:
+        self.client = client
+        self.key = f"{namespace}:lease:{run_id}"
+        self.fence_key = f"{namespace}:fence:{run_id}"
+        self.owner = owner
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self.token: int | None = None
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def value(self) -> str:
+        return f"{self.owner}#{self.token}"
+
+    def acquire(self) -> bool:
+        if self.client.exists(self.key):
+            return False
+        self.token = int(self.client.incr(self.fence_key))
+        if self.client.set(self.key, self.value, nx=True, px=self.ttl_ms):
+            return True
+        self.token = None
+        return False
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.key)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def renew(self) -> bool:
+        return bool(self.client.eval(_RENEW, 1, self.key, self.value, self.ttl_ms))
+
+    def still_valid(self) -> bool:
+        try:
+            current = int(self.client.get(self.fence_key) or 0)
+            return not self.lost.is_set() and current == self.token and self.holder() == self.value
+        except redis.RedisError:
+            return not self.lost.is_set()  # Redis briefly away: the heartbeat decides
+
+    def start_heartbeat(self) -> None:
+        def beat() -> None:
+            failures = 0
+            while not self._stop.wait(self.ttl_ms / 3000):
+                try:
+                    if not self.renew():
+                        self.lost.set()
+                        return
+                    failures = 0
+                except redis.RedisError:
+                    failures += 1  # the lease survives ttl; give up only once it must be gone
+                    if failures * self.ttl_ms / 3 >= self.ttl_ms:
+                        self.lost.set()
+                        return
+
+        self._thread = threading.Thread(target=beat, name=f"lease-{self.key}", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with contextlib.suppress(redis.RedisError):  # else it expires on its own
+            self.client.eval(_RELEASE, 1, self.key, self.value)

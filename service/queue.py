@@ -24,7 +24,12 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     app.conf.update(
         broker_url=url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # Sweep for runs of dead workers every few seconds rather than every ~100 s.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
+        },
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -37,7 +42,7 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue,
         task_routes={TRAIN_TASK: {"queue": settings.queue}},
-        task_time_limit=settings.run_time_limit + 300,
+        task_time_limit=settings.hard_time_limit,
         task_soft_time_limit=settings.run_time_limit,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     """Seconds one run may train before the worker stops it (hard limit: + 5 minutes)."""
     visibility_timeout: int = Field(7 * 3600, gt=0)
     """Seconds Redis waits before redelivering an unacknowledged run; longer than a run."""
+    max_attempts: int = Field(3, gt=0, le=100)
+    """Attempts of a run whose worker dies before the run is marked failed."""
+    lease_seconds: float = Field(60.0, ge=1.0)
+    """Expiry of a run's lease in Redis, renewed every third of it while the run trains."""
     dataset_cache: str = "~/.cache/ablate/datasets"
     """Where s3:// datasets are downloaded, once per worker, keyed by their ETags."""
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -52,17 +56,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _checks(self) -> Settings:
-        if self.visibility_timeout <= self.run_time_limit:
+        if self.visibility_timeout <= self.hard_time_limit:
             raise ValueError(
-                f"ABLATE_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must be longer than "
-                f"ABLATE_RUN_TIME_LIMIT ({self.run_time_limit}s), or Redis would redeliver a "
-                "run that is still training"
+                f"ABLATE_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must be longer than a "
+                f"run's hard time limit ({self.hard_time_limit}s: ABLATE_RUN_TIME_LIMIT + 5%), "
+                "or Redis would redeliver a run that is still training"
             )
         if self.environment == "production":
             password = self.redis_password.get_secret_value() if self.redis_password else None
             if password and password.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("ABLATE_REDIS_PASSWORD is a placeholder; set a real secret")
         return self
+
+    @property
+    def hard_time_limit(self) -> int:
+        """Seconds after which the worker kills a run that ignored its soft limit."""
+        return int(self.run_time_limit * 1.05) + 5
 
     def broker_url_with_password(self) -> str:
         """The broker URL with ABLATE_REDIS_PASSWORD filled in (never log this)."""

@@ -31,6 +31,7 @@ class EpochRecorder(keras.callbacks.Callback):
         state: TrainingState,
         variables: Callable[[], list],
         should_stop: Callable[[], bool] | None = None,
+        still_owner: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -39,7 +40,9 @@ class EpochRecorder(keras.callbacks.Callback):
         self.state = state
         self.variables = variables
         self.should_stop = should_stop
+        self.still_owner = still_owner
         self.cancelled = False
+        self.lost = False
         self.diverged_epoch: int | None = None
         self.stopped_early = False
         self.checkpoint_seconds = 0.0
@@ -73,6 +76,11 @@ class EpochRecorder(keras.callbacks.Callback):
             self.diverged_epoch = epoch + 1
             self.model.stop_training = True
             self.checkpoint_seconds += time.perf_counter() - started
+            return
+        if self.still_owner is not None and not self.still_owner():
+            # A newer attempt owns the run now: write nothing more.
+            self.lost = True
+            self.model.stop_training = True
             return
         self._reduce_on_plateau(logs)
         self._early_stopping(logs)

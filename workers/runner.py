@@ -55,15 +55,26 @@ class RunResult:
     error: str | None = None
 
 
+class LeaseLost(AblateError):
+    """This attempt no longer owns the run (its lease expired and a newer attempt took it)."""
+
+
 class DatasetChanged(AblateError):
     """The data on disk no longer matches the fingerprint the run was planned with."""
 
 
-def run(run_spec: RunSpec, store: Store, should_stop: Callable[[], bool] | None = None) -> RunResult:
+def run(
+    run_spec: RunSpec,
+    store: Store,
+    should_stop: Callable[[], bool] | None = None,
+    still_owner: Callable[[], bool] | None = None,
+) -> RunResult:
     """Train `run_spec` (or reuse its stored result) and return how it ended.
 
     `should_stop` is asked after each epoch's checkpoint; when it says yes the run ends as
-    `cancelled` and a later call resumes it from that checkpoint.
+    `cancelled` and a later call resumes it from that checkpoint. `still_owner` (the lease's
+    fence) is asked before every write after training starts; when it says no, this attempt is
+    stale and stops with `LeaseLost`, writing nothing.
     """
     run_id = run_spec.run_id
     existing = _stored_result(store, run_id)
@@ -85,7 +96,10 @@ def run(run_spec: RunSpec, store: Store, should_stop: Callable[[], bool] | None 
     )
     write_status(store, status)
     try:
-        return _train(run_spec, store, status, bound, should_stop)
+        return _train(run_spec, store, status, bound, should_stop, still_owner)
+    except LeaseLost:
+        bound.warning("lease lost: a newer attempt owns the run; nothing written")
+        raise
     except Exception as exc:
         status.state = "failed"
         status.error = f"{type(exc).__name__}: {exc}"
@@ -105,8 +119,17 @@ def _stored_result(store: Store, run_id: str) -> RunResult | None:
 
 
 def _train(
-    run_spec: RunSpec, store: Store, status: RunStatus, bound, should_stop: Callable[[], bool] | None
+    run_spec: RunSpec,
+    store: Store,
+    status: RunStatus,
+    bound,
+    should_stop: Callable[[], bool] | None,
+    still_owner: Callable[[], bool] | None,
 ) -> RunResult:
+    def fence() -> None:
+        if still_owner is not None and not still_owner():
+            raise LeaseLost(f"run {run_spec.run_id}: a newer attempt owns the run")
+
     started = time.perf_counter()
     config = run_spec.config
     training = config.training
@@ -151,7 +174,7 @@ def _train(
         bound.info("resuming from checkpoint", epoch=state.epoch)
     write_status(store, status)
 
-    recorder = EpochRecorder(config, store, status, state, variables, should_stop)
+    recorder = EpochRecorder(config, store, status, state, variables, should_stop, still_owner)
     train_data = training_dataset(
         data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot
     )
@@ -168,6 +191,8 @@ def _train(
             verbose=0,
         )
     fit_seconds = time.perf_counter() - fit_started
+    if recorder.lost:
+        fence()
 
     if recorder.diverged_epoch is not None:
         status.state = "diverged"
@@ -187,6 +212,7 @@ def _train(
     test = _evaluate(model, data, training.batch_size, num_classes, one_hot, loss_for(config))
     eval_seconds = time.perf_counter() - eval_started
 
+    fence()
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
@@ -210,6 +236,7 @@ def _train(
         },
         environment=describe_environment(training.mixed_precision, training.jit_compile),
     )
+    fence()  # the commit: only the attempt holding the newest lease writes the result
     store.put_json(run_key(run_spec.run_id, "metrics.json"), metrics.model_dump(mode="json"))
     status.state = "succeeded"
     write_status(store, status)

@@ -10,7 +10,7 @@ import structlog
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
-from service.control import RunControl, redis_client
+from service.control import RunControl, RunLease, redis_client
 from service.errors import AblateError, StoreError
 from service.identity import RunSpec
 from service.queue import TRAIN_TASK
@@ -49,15 +49,45 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
         log.info("run cancelled before it started")
         return {"run_id": spec.run_id, "state": "cancelled"}
 
+    lease = RunLease(control.client, spec.run_id, f"{self.request.hostname}:{self.request.id}", settings.lease_seconds)
+    if not lease.acquire():
+        # Another attempt is training this run right now: come back when its lease may be gone.
+        log.info("run is training elsewhere, deferred", holder=lease.holder())
+        raise self.retry(countdown=settings.lease_seconds, max_retries=None)
+    lease.start_heartbeat()
+    try:
+        return _train_leased(self, spec, own, study_id, control, lease)
+    finally:
+        lease.release()
+
+
+def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, lease: RunLease) -> dict:
+    previous = read_status(own, spec.run_id)
+    if previous is not None and previous.state == "running" and previous.attempt >= settings.max_attempts:
+        # Every earlier attempt died mid-run (the worker was killed, or ran out of memory).
+        error = f"gave up after {previous.attempt} attempts: the worker died during each (last at epoch {previous.epoch})"
+        write_status(own, previous.model_copy(update={"state": "failed", "error": error}))
+        log.error("run failed", error=error)
+        _report_if_finished(own, study_id)
+        return {"run_id": spec.run_id, "state": "failed", "error": error}
+
+    from workers.runner import LeaseLost
     from workers.runner import run as train  # TensorFlow loads here, in the pool process only
 
-    log.info("run started", attempt=self.request.retries + 1, worker=self.request.hostname)
+    log.info("run started", attempt=(previous.attempt if previous else 0) + 1, worker=task.request.hostname)
     try:
-        result = train(spec, own, should_stop=lambda: control.is_cancelled(spec.run_id))
+        result = train(
+            spec,
+            own,
+            should_stop=lambda: control.is_cancelled(spec.run_id),
+            still_owner=lease.still_valid,
+        )
+    except LeaseLost:
+        return {"run_id": spec.run_id, "state": "superseded"}
     except StoreError as exc:
         if getattr(exc, "transient", False):
             log.warning("store unavailable, retrying", error=str(exc))
-            raise self.retry(exc=exc, countdown=RETRY_SECONDS) from None
+            raise task.retry(exc=exc, countdown=RETRY_SECONDS) from None
         log.error("run failed", error=str(exc))
         _report_if_finished(own, study_id)
         return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
