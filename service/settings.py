@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     """Seconds one run may train before the worker stops it (hard limit: + 5 minutes)."""
     visibility_timeout: int = Field(7 * 3600, gt=0)
     """Seconds Redis waits before redelivering an unacknowledged run; longer than a run."""
+    store_outage_seconds: float = Field(60.0, ge=0.0)
+    """How long S3 operations keep retrying an unreachable endpoint before failing."""
     max_attempts: int = Field(3, gt=0, le=100)
     """Attempts of a run whose worker dies before the run is marked failed."""
     lease_seconds: float = Field(60.0, ge=1.0)

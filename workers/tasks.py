@@ -6,6 +6,7 @@ JSON summary and no result backend is needed.
 
 from __future__ import annotations
 
+import redis
 import structlog
 from celery.exceptions import Reject
 from pydantic import ValidationError
@@ -79,7 +80,7 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
         result = train(
             spec,
             own,
-            should_stop=lambda: control.is_cancelled(spec.run_id),
+            should_stop=lambda: _cancelled(control, spec.run_id),
             still_owner=lease.still_valid,
         )
     except LeaseLost:
@@ -101,6 +102,14 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
     log.info("run finished", state=result.state, reused=result.reused, test_accuracy=result.test_accuracy)
     _report_if_finished(own, study_id)
     return {"run_id": spec.run_id, "state": result.state, "reused": result.reused}
+
+
+def _cancelled(control: RunControl, run_id: str) -> bool:
+    # Redis briefly away (a restart) must not fail a training run: cancellation waits for it.
+    try:
+        return control.is_cancelled(run_id)
+    except redis.RedisError:
+        return False
 
 
 def _report_if_finished(store, study_id: str) -> None:

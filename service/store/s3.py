@@ -15,9 +15,11 @@ errors and connection failures are retried by botocore's "standard" retry mode.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import boto3
@@ -96,12 +98,43 @@ def _configured_endpoint(session: boto3.session.Session) -> str | None:
     return provider.provide()
 
 
+def _outlasting_outages(method):
+    """Retry an operation while the endpoint is unreachable (after botocore's own retries, which
+    cover a few seconds), for up to `outage_seconds`: a store restart does not fail a run."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        deadline = time.monotonic() + self.outage_seconds
+        delay = 1.0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    return wrapper
+
+
 class S3Store(Store):
     """Objects under `s3://bucket/prefix/`. Each PUT (and each completed multipart upload) is
     atomic in S3, so readers see the old or the new object, never half of one."""
 
-    def __init__(self, url: str, *, session: boto3.session.Session | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: boto3.session.Session | None = None,
+        outage_seconds: float | None = None,
+    ) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
+        if outage_seconds is None:
+            from service.settings import get_settings
+
+            outage_seconds = get_settings().store_outage_seconds
+        self.outage_seconds = outage_seconds
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         try:
             session = session or boto3.session.Session()
@@ -167,6 +200,7 @@ class S3Store(Store):
 
     # -- objects ------------------------------------------------------------------------------
 
+    @_outlasting_outages
     def get_bytes(self, key: str) -> bytes:
         name = self._object_key(key)
         try:
@@ -177,6 +211,7 @@ class S3Store(Store):
         self._bucket_seen = True
         return data
 
+    @_outlasting_outages
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         name = self._object_key(key)
         extra = {"ContentType": content_type} if content_type else {}
@@ -186,6 +221,7 @@ class S3Store(Store):
             raise self._error(exc, "PutObject", key) from None
         self._bucket_seen = True
 
+    @_outlasting_outages
     def put_file(self, key: str, path: str | Path, content_type: str | None = None) -> None:
         """Upload a file; above 64 MiB it goes as a multipart upload in 16 MiB parts."""
         name = self._object_key(key)
@@ -204,6 +240,7 @@ class S3Store(Store):
             raise self._error(exc, "PutObject", key) from None
         self._bucket_seen = True
 
+    @_outlasting_outages
     def get_file(self, key: str, path: str | Path) -> None:
         """Download to a temporary file next to `path`, then rename it into place."""
         name = self._object_key(key)
@@ -225,6 +262,7 @@ class S3Store(Store):
             raise
         self._bucket_seen = True
 
+    @_outlasting_outages
     def exists(self, key: str) -> bool:
         name = self._object_key(key)
         try:
@@ -237,6 +275,7 @@ class S3Store(Store):
         self._bucket_seen = True
         return True
 
+    @_outlasting_outages
     def list(self, prefix: str = "") -> list[str]:
         """Keys starting with `prefix` (plain string prefix, as in S3), sorted, relative to the
         store's prefix. Paginates, so any number of keys is returned."""
@@ -252,6 +291,7 @@ class S3Store(Store):
         self._bucket_seen = True
         return sorted(keys)
 
+    @_outlasting_outages
     def delete(self, key: str) -> None:
         name = self._object_key(key)
         try:
@@ -262,6 +302,7 @@ class S3Store(Store):
                 raise error from None
         self._bucket_seen = True
 
+    @_outlasting_outages
     def etag(self, key: str) -> str:
         """The object's ETag (content identity for caching), without its quotes."""
         try:

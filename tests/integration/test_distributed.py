@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import boto3
 import numpy as np
@@ -20,6 +18,7 @@ import yaml
 from service.client import AblationClient
 from service.errors import StoreError
 from service.records import RunMetrics, read_status
+from tests.cluster import Workers
 from tests.conftest import REPO, TINY, use_s3_endpoint
 
 BROKER = "redis://127.0.0.1:6379/0"
@@ -30,51 +29,6 @@ SPEC = {
     "training": {"epochs": 2, "batch_size": 64},
     "ablation": {"seeds": 2, "factors": [{"path": "model.dropout", "values": [0.3]}]},
 }
-
-
-class Workers:
-    """Two `ablate worker` processes consuming one queue, logging to files."""
-
-    def __init__(self, env: dict[str, str], logs: Path, count: int = 2) -> None:
-        self.processes = []
-        self.logs = []
-        for index in range(count):
-            log = logs / f"worker{index}.log"
-            self.logs.append(log)
-            self.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "service.cli", "worker", "-c", "1", "-n", f"w{index}-{uuid.uuid4().hex[:6]}@%h"],
-                    cwd=REPO,
-                    env=env,
-                    stdout=log.open("w"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(" ready." in log.read_text() for log in self.logs):
-                return
-            for process, log in zip(self.processes, self.logs, strict=True):
-                assert process.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
-        raise AssertionError("workers not ready:\n" + "\n".join(log.read_text()[-2000:] for log in self.logs))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def text(self) -> str:
-        return "\n".join(log.read_text() for log in self.logs)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -316,7 +317,7 @@ def test_unreachable_endpoint_is_retried_then_named(monkeypatch):
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
     endpoint = f"http://127.0.0.1:{free_port()}"
     use_s3_endpoint(monkeypatch, endpoint)
-    store = S3Store("s3://some-bucket/p")
+    store = S3Store("s3://some-bucket/p", outage_seconds=0)
     sent = count_requests(store)
     with pytest.raises(StoreError, match=f"cannot reach the S3 endpoint {endpoint}"):
         store.get_bytes("k")
@@ -330,7 +331,7 @@ def test_s3_server_helper_stops_and_starts_on_the_same_port(monkeypatch):
     with S3Server() as server:
         use_s3_endpoint(monkeypatch, server.endpoint)
         raw_client().create_bucket(Bucket="outage")
-        store = S3Store("s3://outage/p")
+        store = S3Store("s3://outage/p", outage_seconds=0)
         store.put_bytes("k", b"before")
         server.stop()
         assert not server.running
@@ -406,3 +407,26 @@ def test_local_and_s3_stores_behave_the_same(kind, request, tmp_path):
     else:
         store = open_store(request.getfixturevalue("s3_env"))
     assert scenario(store) == EXPECTED
+
+
+def test_operations_outlast_a_ten_second_outage(s3_server, monkeypatch):
+    from tests.tcp_proxy import TcpProxy
+
+    host, port = s3_server.removeprefix("http://").split(":")
+    proxy = TcpProxy(host, int(port))
+    proxy.up()
+    use_s3_endpoint(monkeypatch, proxy.endpoint)
+    raw_client().create_bucket(Bucket="outlast")
+    store = S3Store("s3://outlast/p", outage_seconds=60)
+    store.put_bytes("before", b"1")
+    proxy.down()
+    timer = threading.Timer(10.0, proxy.up)
+    timer.start()
+    started = time.monotonic()
+    try:
+        store.put_bytes("during", b"2")  # refused for ~10 s, then goes through
+    finally:
+        timer.join()
+    assert time.monotonic() - started >= 9.5
+    assert store.get_bytes("during") == b"2"
+    proxy.down()
