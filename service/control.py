@@ -48,7 +48,17 @@ class RunControl:
 
 
 # Compare-and-set scripts: only the holder of a lease may renew or release it.
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+# Renew: extend our lease; if it expired (Redis was away longer than its ttl) and no newer
+# attempt took a token since, take it back.
+_RENEW = """
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if holder == false and redis.call('get', KEYS[2]) == ARGV[3] then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
@@ -90,29 +100,31 @@ class RunLease:
         return value.decode() if isinstance(value, bytes) else value
 
     def renew(self) -> bool:
-        return bool(self.client.eval(_RENEW, 1, self.key, self.value, self.ttl_ms))
+        """False only when another attempt holds the lease or took a newer token."""
+        return bool(self.client.eval(_RENEW, 2, self.key, self.fence_key, self.value, self.ttl_ms, self.token))
 
     def still_valid(self) -> bool:
+        """False once a newer attempt provably owns the run; a Redis outage alone never makes
+        an attempt stale (the heartbeat takes the lease back when Redis returns)."""
+        if self.lost.is_set():
+            return False
         try:
-            current = int(self.client.get(self.fence_key) or 0)
-            return not self.lost.is_set() and current == self.token and self.holder() == self.value
+            if int(self.client.get(self.fence_key) or 0) != self.token:
+                self.lost.set()
+                return False
+            return self.renew()
         except redis.RedisError:
-            return not self.lost.is_set()  # Redis briefly away: the heartbeat decides
+            return True
 
     def start_heartbeat(self) -> None:
         def beat() -> None:
-            failures = 0
             while not self._stop.wait(self.ttl_ms / 3000):
                 try:
                     if not self.renew():
                         self.lost.set()
                         return
-                    failures = 0
                 except redis.RedisError:
-                    failures += 1  # the lease survives ttl; give up only once it must be gone
-                    if failures * self.ttl_ms / 3 >= self.ttl_ms:
-                        self.lost.set()
-                        return
+                    continue  # Redis away: keep training, renew when it is back
 
         self._thread = threading.Thread(target=beat, name=f"lease-{self.key}", daemon=True)
         self._thread.start()
