@@ -1,0 +1,226 @@
+"""Faults against real processes: a redis-server and S3 (moto behind a TCP proxy) of the test's
+own, and `ablate worker` processes the tests kill, stop and restart. Nothing is lost, nothing
+trains twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import boto3
+import pytest
+
+from service.client import AblationClient
+from service.queue import TRAIN_TASK, make_celery
+from service.records import RunMetrics, read_status
+from service.settings import Settings, get_settings
+from tests.cluster import Workers
+from tests.conftest import REPO, TINY, use_s3_endpoint
+from tests.redis_server import RedisServer
+from tests.tcp_proxy import TcpProxy
+
+KILLER = '''
+import os, signal
+
+def build(config, input_shape, num_classes):
+    os.kill(os.getpid(), signal.SIGKILL)  # the worker's pool process dies every time
+'''
+
+
+def tiny(name: str, epochs: int, seeds=1, **changes) -> dict:
+    return {**TINY, "name": name, "training": {"epochs": epochs, "batch_size": 64}, "ablation": {"seeds": seeds}, **changes}
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server, tmp_path_factory):
+    """Own Redis (AOF), S3 through a proxy that can go down, two workers with short timeouts."""
+    root = tmp_path_factory.mktemp("faults")
+    (root / "plugins").mkdir()
+    (root / "plugins" / "killer.py").write_text(KILLER)
+    host, port = s3_server.removeprefix("http://").split(":")
+    proxy = TcpProxy(host, int(port))
+    proxy.up()
+    with pytest.MonkeyPatch.context() as monkeypatch, RedisServer(root / "redis") as redis_server:
+        use_s3_endpoint(monkeypatch, proxy.endpoint)
+        bucket = f"ablate-faults-{uuid.uuid4().hex[:10]}"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        env = {
+            "ABLATE_BROKER_URL": redis_server.url,
+            "ABLATE_STORE": f"s3://{bucket}/results",
+            "ABLATE_QUEUE": f"faults-{uuid.uuid4().hex[:8]}",
+            "ABLATE_RUN_TIME_LIMIT": "20",
+            "ABLATE_VISIBILITY_TIMEOUT": "30",
+            "ABLATE_LEASE_SECONDS": "3",
+            "ABLATE_MAX_ATTEMPTS": "3",
+            "ABLATE_DATASET_CACHE": str(root / "cache"),
+            "PYTHONPATH": f"{root / 'plugins'}{os.pathsep}{REPO}",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        workers = Workers(dict(os.environ), root)
+        try:
+            workers.wait_ready()
+            yield {"workers": workers, "redis": redis_server, "proxy": proxy, "env": env}
+        finally:
+            workers.stop()
+            proxy.down()
+            get_settings.cache_clear()
+
+
+def client() -> AblationClient:
+    return AblationClient()
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def running_epoch(store, run_id: str, at_least: int):
+    status = read_status(store, run_id)
+    return status if status and status.state == "running" and status.epoch >= at_least else None
+
+
+def keep_two_workers(workers: Workers) -> None:
+    if sum(p.poll() is None for p in workers.processes) < 2:
+        workers.add()
+        workers.wait_ready()
+
+
+def test_worker_killed_mid_run_is_redelivered_and_resumes(cluster):
+    workers = cluster["workers"]
+    c = client()
+    study = c.submit(tiny("killed", epochs=60))
+    (run_id,) = study.run_ids
+    status = wait_for(lambda: running_epoch(c.store, run_id, 3), 120, "epoch 3")
+    victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
+    assert victim is not None
+    workers.kill(victim)  # the whole worker: parent and pool process
+    victim.wait()
+    killed_at = read_status(c.store, run_id).epoch
+    keep_two_workers(workers)
+
+    final = study.wait(timeout=180, poll_seconds=0.5)
+    assert final.counts["succeeded"] == 1, final
+    metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
+    assert [h.epoch for h in metrics.history] == list(range(1, 61))
+    assert metrics.attempt == 2
+    assert metrics.resumed_from_epoch is not None and killed_at - 1 <= metrics.resumed_from_epoch <= killed_at + 1
+    assert [k for k in c.store.list(f"runs/{run_id}/") if k.endswith("metrics.json")] == [f"runs/{run_id}/metrics.json"]
+
+
+def test_a_duplicate_delivery_is_deferred_while_the_lease_is_live(cluster):
+    c = client()
+    study = c.submit(tiny("duplicated", epochs=30))
+    (run_id,) = study.run_ids
+    status = read_status(c.store, run_id)
+    run = c.plan(tiny("duplicated", epochs=30)).runs[run_id]
+    wait_for(lambda: running_epoch(c.store, run_id, 1), 120, "the run to start")
+    # the same message again, as a broker would redeliver it
+    make_celery(get_settings()).send_task(
+        TRAIN_TASK,
+        kwargs={"run": run.model_dump(mode="json"), "study_id": study.study_id, "store": c.store.url},
+        queue=get_settings().queue,
+        task_id=status.task_id,
+    )
+    assert study.wait(timeout=180, poll_seconds=0.5).counts["succeeded"] == 1
+    wait_for(lambda: "run is training elsewhere, deferred" in cluster["workers"].text(), 60, "the deferral")
+    logs = cluster["workers"].text()
+    trained = [line for line in logs.splitlines() if '"run succeeded"' in line and run_id in line]
+    assert len(trained) == 1
+
+
+def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
+    c = client()
+    spec = tiny("crashing", epochs=2, model={"factory": "killer:build"})
+    study = c.submit(spec)
+    (run_id,) = study.run_ids
+    final = study.wait(timeout=240, poll_seconds=0.5)
+    assert final.counts["failed"] == 1, final
+    status = read_status(c.store, run_id)
+    assert status.attempt == 3
+    assert "gave up after 3 attempts" in status.error
+    # the study still completes, and its report (written by the worker) marks the run
+    summary = wait_for(
+        lambda: c.store.exists(f"studies/{study.study_id}/report/summary.json")
+        and c.store.get_json(f"studies/{study.study_id}/report/summary.json"),
+        60,
+        "the report",
+    )
+    assert summary["partial"] is True
+    assert any("failed" in note and run_id[:12] in note for note in summary["notes"])
+
+
+def test_nan_loss_is_diverged_and_not_retried(cluster):
+    c = client()
+    spec = tiny(
+        "diverging",
+        epochs=3,
+        optimizer={"name": "sgd", "learning_rate": 10.0, "momentum": 0.9},
+        dataset={"kind": "digits", "scale": "none"},
+        model={"conv_blocks": [{"filters": 8, "activation": "leaky_relu", "pooling": "none"}], "dense": [16], "dense_activation": "leaky_relu"},
+    )
+    study = c.submit(spec)
+    assert study.wait(timeout=120, poll_seconds=0.5).counts["diverged"] == 1
+    status = read_status(c.store, study.run_ids[0])
+    assert status.attempt == 1 and status.diverged_epoch == 1
+    time.sleep(3)
+    assert read_status(c.store, study.run_ids[0]).attempt == 1  # nothing retried it
+
+
+def test_redis_restarted_mid_study_loses_no_run(cluster):
+    c = client()
+    study = c.submit(tiny("redis restart", epochs=15, seeds=4))
+    wait_for(lambda: any(running_epoch(c.store, r, 2) for r in study.run_ids), 120, "training")
+    cluster["redis"].stop()  # SIGTERM: the AOF is flushed
+    time.sleep(3)
+    cluster["redis"].start()  # same port and data directory
+    final = study.wait(timeout=240, poll_seconds=0.5)
+    assert final.counts["succeeded"] == 4, final
+    for run_id in study.run_ids:
+        metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
+        assert [h.epoch for h in metrics.history] == list(range(1, 16))
+
+
+def test_s3_down_for_ten_seconds_mid_run_and_the_run_completes(cluster):
+    c = client()
+    study = c.submit(tiny("s3 outage", epochs=40))
+    (run_id,) = study.run_ids
+    wait_for(lambda: running_epoch(c.store, run_id, 2), 120, "training")
+    proxy = cluster["proxy"]
+    proxy.down()
+    timer = threading.Timer(10.0, proxy.up)
+    timer.start()
+    timer.join()
+    final = study.wait(timeout=240, poll_seconds=0.5)
+    assert final.counts["succeeded"] == 1, final
+    metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
+    assert [h.epoch for h in metrics.history] == list(range(1, 41))
+
+
+def test_sigterm_lets_the_running_run_finish(cluster):
+    workers = cluster["workers"]
+    c = client()
+    study = c.submit(tiny("sigterm", epochs=30))
+    (run_id,) = study.run_ids
+    status = wait_for(lambda: running_epoch(c.store, run_id, 2), 120, "epoch 2")
+    victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
+    os.kill(victim.pid, signal.SIGTERM)  # to the parent only, as `docker stop` does: warm shutdown
+    victim.wait(timeout=120)
+    metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
+    assert metrics.attempt == 1 and [h.epoch for h in metrics.history] == list(range(1, 31))
+    keep_two_workers(workers)
+
+
+def test_settings_refuse_a_visibility_timeout_shorter_than_a_run():
+    with pytest.raises(ValueError, match="ABLATE_VISIBILITY_TIMEOUT"):
+        Settings(run_time_limit=3600, visibility_timeout=3000)
