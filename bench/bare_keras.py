@@ -5,7 +5,8 @@ Trains the baseline of SPEC once per seed with plain Keras: the same data split
 `workers.model.build_model` by parameter count), Adam at the spec's learning rate, a seeded
 tf.data pipeline, `fit` then `evaluate`. No checkpoints, status files or model saving.
 
-    .venv/bin/python bench/bare_keras.py SPEC   # prints one JSON line: per-seed timings
+    .venv/bin/python -m bench.bare_keras SPEC   # from the repository root; prints one JSON
+                                                # line of per-seed timings
 
 Only written for the demo baseline's shape (two conv blocks, one dense layer, horizontal flip,
 Adam, constant learning rate); it refuses other specs rather than measure something else.
@@ -96,5 +97,5 @@ def main(spec_path: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: bare_keras.py SPEC")
+        sys.exit("usage: python -m bench.bare_keras SPEC")
     main(sys.argv[1])

@@ -6,15 +6,15 @@ no factors) two ways, each as a fresh subprocess with this Python:
 1. `ablate run SPEC --store TMPDIR --jobs 1`, exactly what a user runs (a CLI process that spawns
    one training child writing checkpoints, status.json, model.keras and metrics.json, then
    prints the summary and writes the report);
-2. bench/bare_keras.py SPEC: the same data split, the same model, optimizer, loss and seeded
+2. `python -m bench.bare_keras SPEC`: the same data split, the same model, optimizer, loss and seeded
    tf.data pipeline in plain Keras, `fit` then `evaluate`, nothing written.
 
 The sides alternate for --repeats rounds (ablate first in even rounds, bare first in odd ones, so
 drift of a shared machine hits both), each ablate round with a fresh empty store so nothing is
 reused; the median wall times give the ratio. The defaults (the demo's 20 epochs x 10 seeds,
 close to the demo's 12 runs) make each side take over 30 s on a 2-core CPU, so the fixed start-up
-costs (Python and TensorFlow imports, spawning the child, about 5 s) do not dominate: 3 seeds
-take only ~15 s there. It is a measurement, not a gate: exit code 0 whenever it ran.
+costs (Python and TensorFlow imports, spawning the child: 5-8 s) do not dominate: 3 seeds take
+only ~15 s there. It is a measurement, not a gate: exit code 0 whenever it ran.
 
     make bench                                  # = .venv/bin/python bench/overhead.py
     .venv/bin/python bench/overhead.py --epochs 20 --seeds 10 --repeats 2 --json overhead.json
@@ -56,7 +56,7 @@ def cpu_of_children() -> float:
 
 
 def timed(command: list[str]) -> tuple[float, float, str]:
-    """Wall and CPU seconds of `command` (CPU is less disturbed by a busy shared machine)."""
+    """Wall and CPU seconds of `command`: CPU tells work from waiting on a busy shared machine."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cpu, started = cpu_of_children(), time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -77,7 +77,9 @@ def run_ablate(spec: Path, seeds: int) -> tuple[float, float, dict[str, float]]:
 
 
 def run_bare(spec: Path, seeds: int) -> tuple[float, float, dict[str, float]]:
-    seconds, cpu, stdout = timed([sys.executable, str(ROOT / "bench" / "bare_keras.py"), str(spec)])
+    # -m, not the script's path: a script's folder goes first on sys.path, and bench/queue.py
+    # would then shadow the standard library's queue.
+    seconds, cpu, stdout = timed([sys.executable, "-m", "bench.bare_keras", str(spec)])
     runs = json.loads(stdout.strip().splitlines()[-1])["runs"]
     if len(runs) != seeds:
         sys.exit(f"bare_keras.py trained {len(runs)} runs, expected {seeds}")

@@ -12,6 +12,7 @@ stored and does not queue twice a run that is queued or running.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -19,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import kombu.exceptions
+import redis
 
 from service.control import RunControl, redis_client
 from service.errors import AblateError, KeyNotFound
@@ -44,6 +48,10 @@ FINISHED_STATES = frozenset({"succeeded", "diverged", "failed", "cancelled"})
 
 class StudyNotFound(AblateError):
     pass
+
+
+class BrokerError(AblateError):
+    """The broker (Redis) cannot be reached or refused us."""
 
 
 @dataclass
@@ -144,7 +152,10 @@ class Study:
             raise AblateError("cancelling needs the broker (Redis)")
         pending = [run_id for run_id, s in self._statuses().items() if s is None or s.state in ("queued", "running")]
         pending = [run_id for run_id in pending if not self.store.exists(run_key(run_id, "metrics.json"))]
-        self.control.cancel(pending)
+        try:
+            self.control.cancel(pending)
+        except redis.RedisError as exc:
+            raise BrokerError(f"cannot reach the broker to cancel: {type(exc).__name__}: {exc}") from None
         for run_id in pending:
             status = read_status(self.store, run_id)
             if status is None or status.state == "queued":
@@ -233,6 +244,26 @@ class AblationClient:
         return self.submit_plan(self.plan(spec))
 
     def submit_plan(self, plan: Plan) -> Study:
+        with self._broker_errors():
+            return self._submit_plan(plan)
+
+    @contextlib.contextmanager
+    def _broker_errors(self):
+        """Broker failures (refused connection, bad certificate, wrong password) become one clear
+        error naming the broker, without its password."""
+        try:
+            yield
+        except (redis.RedisError, kombu.exceptions.KombuError, OSError) as exc:
+            if isinstance(exc, AblateError):
+                raise
+            raise BrokerError(
+                f"cannot use the broker {self.settings.broker_url_redacted()}: {type(exc).__name__}: {exc} "
+                "(check ABLATE_BROKER_URL, ABLATE_REDIS_PASSWORD and, for rediss://, ABLATE_BROKER_CA_CERTS)"
+            ) from None
+
+    def _submit_plan(self, plan: Plan) -> Study:
+        # Both ends must be reachable before anything is written or queued.
+        self.control.client.ping()
         check = getattr(self.store, "check", None)
         if check is not None:
             check()

@@ -53,4 +53,10 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
         if settings.broker_ca_certs:
             tls["ssl_ca_certs"] = settings.broker_ca_certs
         app.conf.broker_use_ssl = tls
+        # kombu pools connections per process by URL and transport options, not by TLS
+        # settings: keep clients with different certificate settings on separate connections.
+        app.conf.broker_transport_options = {
+            **app.conf.broker_transport_options,
+            "ablate_tls": sorted((key, str(value)) for key, value in tls.items()),
+        }
     return app

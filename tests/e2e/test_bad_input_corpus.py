@@ -21,16 +21,28 @@ CORPUS = Path(__file__).resolve().parent.parent / "bad_inputs"
 CASE_DIRS = sorted(path for path in CORPUS.iterdir() if path.is_dir())
 
 
-# Materializing dataset.json
+# Materializing dataset.json (a broken description raises CaseError, never AssertionError, so
+# that it cannot pass for the expected failure of an xfail case)
+
+
+class CaseError(Exception):
+    """A case folder does not follow tests/bad_inputs/README.md."""
+
+
+def _require(condition: object, message: str) -> None:
+    if not condition:
+        raise CaseError(message)
 
 
 def _array(name: str, desc: dict[str, Any]) -> np.ndarray:
     unknown = set(desc) - {"shape", "dtype", "fill", "values", "length", "offset"}
-    assert not unknown, f"dataset.json: array {name}: unknown keys {sorted(unknown)}"
+    _require(not unknown, f"dataset.json: array {name}: unknown keys {sorted(unknown)}")
     if "values" in desc:
         values = desc["values"]
         if isinstance(values, str):
-            assert values.startswith("range"), f"dataset.json: array {name}: bad values {values!r}"
+            _require(
+                values.startswith("range"), f"dataset.json: array {name}: bad values {values!r}"
+            )
             array = np.arange(desc["length"]) % int(values.removeprefix("range"))
         else:
             array = np.array(values)
@@ -38,7 +50,11 @@ def _array(name: str, desc: dict[str, Any]) -> np.ndarray:
     else:
         shape, dtype = tuple(desc["shape"]), np.dtype(desc.get("dtype", "float32"))
         if "fill" in desc:
-            array = np.full(shape, float(desc["fill"]) if isinstance(desc["fill"], str) else desc["fill"], dtype=dtype)
+            array = np.full(
+                shape,
+                float(desc["fill"]) if isinstance(desc["fill"], str) else desc["fill"],
+                dtype=dtype,
+            )
         elif np.issubdtype(dtype, np.floating):
             array = np.random.default_rng(0).random(shape).astype(dtype)
         else:
@@ -49,7 +65,7 @@ def _array(name: str, desc: dict[str, Any]) -> np.ndarray:
 
 
 def _write_npz(root: Path, desc: dict[str, Any]) -> None:
-    assert set(desc) <= {"file", "arrays"}, f"dataset.json: npz: unknown keys {sorted(desc)}"
+    _require(set(desc) <= {"file", "arrays"}, f"dataset.json: npz: unknown keys {sorted(desc)}")
     arrays = {name: _array(name, array) for name, array in desc.get("arrays", {}).items()}
     with (root / desc.get("file", "data.npz")).open("wb") as handle:
         np.savez(handle, **arrays)
@@ -57,7 +73,7 @@ def _write_npz(root: Path, desc: dict[str, Any]) -> None:
 
 def _write_image_folder(root: Path, desc: dict[str, Any]) -> None:
     unknown = set(desc) - {"folder", "classes", "extra_files"}
-    assert not unknown, f"dataset.json: image_folder: unknown keys {sorted(unknown)}"
+    _require(not unknown, f"dataset.json: image_folder: unknown keys {sorted(unknown)}")
     folder = root / desc.get("folder", "images")
     folder.mkdir(parents=True)
     for name, count in desc.get("classes", {}).items():
@@ -72,7 +88,10 @@ def _write_image_folder(root: Path, desc: dict[str, Any]) -> None:
 
 def _write_files(root: Path, desc: dict[str, dict[str, str]]) -> None:
     for relative, content in desc.items():
-        assert len(content) == 1 and set(content) <= {"text", "hex"}, f"dataset.json: files: {relative}"
+        _require(
+            len(content) == 1 and set(content) <= {"text", "hex"},
+            f"dataset.json: files: {relative}: give exactly one of 'text' or 'hex'",
+        )
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if "text" in content:
@@ -89,7 +108,7 @@ def materialize(case: Path, root: Path) -> None:
         return
     desc = json.loads(described.read_text())
     unknown = set(desc) - {"npz", "image_folder", "files"}
-    assert not unknown, f"{case.name}/dataset.json: unknown keys {sorted(unknown)}"
+    _require(not unknown, f"{case.name}/dataset.json: unknown keys {sorted(unknown)}")
     if "npz" in desc:
         _write_npz(root, desc["npz"])
     if "image_folder" in desc:
@@ -99,7 +118,9 @@ def materialize(case: Path, root: Path) -> None:
 
 
 def _snapshot(root: Path) -> dict[str, int]:
-    return {path.relative_to(root).as_posix(): path.stat().st_size for path in sorted(root.rglob("*"))}
+    return {
+        path.relative_to(root).as_posix(): path.stat().st_size for path in sorted(root.rglob("*"))
+    }
 
 
 def _flat(text: str) -> str:
@@ -111,15 +132,22 @@ def _flat(text: str) -> str:
 
 def _param(case: Path):
     xfail = case / "xfail.txt"
-    marks = [pytest.mark.xfail(strict=True, reason=xfail.read_text().strip())] if xfail.exists() else []
+    reason = xfail.read_text().strip() if xfail.exists() else None
+    # AssertionError only: a broken case folder (bad dataset.json) must not pass as a known gap
+    marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)] if reason else []
     return pytest.param(case, id=case.name, marks=marks)
 
 
-def test_corpus_has_at_least_30_cases():
+def test_corpus_has_at_least_30_well_formed_cases():
     assert len(CASE_DIRS) >= 30
     for case in CASE_DIRS:
+        files = {path.name for path in case.iterdir()}
+        # only text files: data is generated from dataset.json at test time, never committed
+        assert files <= {"spec.yaml", "expected.txt", "dataset.json", "xfail.txt"}, case.name
         assert (case / "expected.txt").read_text().strip(), f"{case.name}: empty expected.txt"
-        assert (case / "spec.yaml").exists() or "spec.yaml" in (case / "dataset.json").read_text(), case.name
+        if "spec.yaml" not in files:
+            generated = json.loads((case / "dataset.json").read_text()).get("files", {})
+            assert "spec.yaml" in generated, f"{case.name}: no spec.yaml"
 
 
 @pytest.mark.parametrize("case", [_param(case) for case in CASE_DIRS])
@@ -128,7 +156,9 @@ def test_bad_input_is_refused_with_its_expected_message(case, tmp_path, monkeypa
     materialize(case, work)
     store = tmp_path / "store"
     trained = []
-    monkeypatch.setattr(service.cli.local, "train_locally", lambda plan, *args: trained.append(plan))
+    monkeypatch.setattr(
+        service.cli.local, "train_locally", lambda plan, *args: trained.append(plan)
+    )
     monkeypatch.chdir(work)
     before = _snapshot(work)
 

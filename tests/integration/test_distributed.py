@@ -196,3 +196,15 @@ def test_a_pickled_message_is_refused_and_never_executed(cluster):
     time.sleep(2)
     assert not client.store.exists(f"runs/{run_id}/status.json")
     assert "ContentDisallowed" in cluster["workers"].text() or "disallowed" in cluster["workers"].text().lower()
+
+
+def test_an_unreachable_broker_is_one_clear_error_and_nothing_is_written(tmp_path, write_spec, tiny_spec):
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "submit", str(write_spec(tiny_spec)), "--store", str(tmp_path / "store")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "ABLATE_BROKER_URL": "redis://:hunter2@127.0.0.1:1/0"},
+    )
+    assert result.returncode == 2
+    assert "error: cannot use the broker redis://:***@127.0.0.1:1/0" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert not (tmp_path / "store").exists()

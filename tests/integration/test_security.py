@@ -316,13 +316,6 @@ def test_certificate_checks_are_real(secure, tmp_path):
     assert env["ABLATE_BROKER_URL"] == f"rediss://127.0.0.1:{port}/0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kombu's process-wide producer pool (kombu.pools.producers) keys connections by host, "
-    "port, user, password and transport_options but not by broker_use_ssl: a second Celery app for "
-    "the same URL reuses the first app's connection and its TLS settings (fix: put the TLS options "
-    "in broker_transport_options in service/queue.py make_celery)",
-)
 def test_tls_settings_are_not_shared_between_apps_of_one_process(secure):
     """A client that does not trust the server's certificate must not send through a connection
     that a trusting client of the same process opened before."""
