@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--wait-poll", type=float, default=0.1, help="study.wait poll seconds")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop workers
 
     with tempfile.TemporaryDirectory(prefix="ablate-queue-bench-") as name:
         tmp = Path(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,7 +58,13 @@ def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
     seeds = spec.ablation.seed_list
     configs: list[tuple[str, str | None, dict[str, Any], TrainConfig]] = []
     for name, factor, overrides, field in _variants(spec, baseline, source):
-        config = _apply(baseline, overrides, field, source)
+        _check_overlaps(overrides, field, source)
+        try:
+            config = _apply(baseline, overrides, field, source)
+        except (ValueError, TypeError, RecursionError) as exc:  # e.g. a self-referencing YAML anchor
+            if isinstance(exc, SpecError):
+                raise
+            raise SpecError(source, [(field, f"unusable value: {type(exc).__name__}: {exc}")]) from None
         configs.append((name, factor, overrides, config))
 
     distinct = {canonical_json(config.model_dump(mode="json")) for *_, config in configs}
@@ -147,7 +154,18 @@ def _short(value: Any) -> str:
         return f"{value['name']}({rest})" if rest else str(value["name"])
     if isinstance(value, str):
         return value
-    return canonical_json(value)
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):  # validation names the problem later
+        return repr(value)[:60]
+
+
+def _check_overlaps(overrides: dict[str, Any], field: str, source: str) -> None:
+    """`model` and `model.dropout` set together: the later would silently undo the other."""
+    paths = sorted(overrides)
+    for first, second in itertools.combinations(paths, 2):
+        if second.startswith(first + "."):
+            raise SpecError(source, [(field, f"{first!r} and {second!r} overlap; set one or the other")])
 
 
 def diagnose_battery(baseline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -211,6 +229,8 @@ def _loco_overrides(component: str, baseline: dict[str, Any], field: str, source
         return {"model.dense": []}
     block = int(component.split(".", 1)[1])
     blocks = model["conv_blocks"]
+    if not blocks:
+        raise SpecError(source, [(field, f"{component}: the baseline has no conv blocks")])
     if block >= len(blocks):
         raise SpecError(source, [(field, f"{component}: the baseline has {len(blocks)} conv blocks (0..{len(blocks) - 1})")])
     if len(blocks) == 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.table import Table
 
 from service.plan import BASELINE, Plan
@@ -95,5 +96,5 @@ def summary_table(rows: list[VariantSummary], title: str) -> Table:
         if row.failed:
             notes.append(f"{row.failed} not finished")
         seeds = str(row.seeds) if row.succeeded == row.seeds else f"{row.succeeded}/{row.seeds}"
-        table.add_row(row.name, seeds, accuracy, delta, ", ".join(notes))
+        table.add_row(escape(row.name), seeds, accuracy, delta, ", ".join(notes))
     return table

@@ -7,6 +7,7 @@ import sys
 
 import click
 from pydantic import ValidationError
+from rich.markup import escape
 
 from service.cli.output import errors
 from service.errors import AblateError
@@ -21,7 +22,7 @@ class AblateGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AblateError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(exc.exit_code)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from service.cli import cli
@@ -37,7 +38,7 @@ def status_table(status: StudyStatus) -> Table:
     table.add_column("epochs of running runs")
     for variant in status.variants:
         epochs = ", ".join(f"{epoch}/{total}" for epoch, total in variant.running_epochs)
-        table.add_row(variant.name, *[str(variant.counts[s] or "") for s in STATE_COLUMNS], epochs)
+        table.add_row(escape(variant.name), *[str(variant.counts[s] or "") for s in STATE_COLUMNS], epochs)
     if status.eta_seconds:
         table.caption = f"ETA {_duration(status.eta_seconds)}"
     return table
@@ -84,7 +85,7 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client:
         _print_summary(client, study)
         from service.cli.local import write_report_with_status
 
-        console.print(f"report: {write_report_with_status(client.store, study.study_id)}")
+        console.print(f"report: {escape(write_report_with_status(client.store, study.study_id))}")
         if final.counts["failed"]:
             sys.exit(1)
 
@@ -154,7 +155,7 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
     client = _client(store)
     client.study(study_id)  # a clear error for an unknown study
     location = write_report_with_status(client.store, study_id)
-    console.print(f"report: {location}")
+    console.print(f"report: {escape(location)}")
     if open_:
         local = Path(location)
         if not local.is_file():  # in a bucket: open a local copy
@@ -181,7 +182,7 @@ def pull(study_id: str, dest: str, store: str | None) -> None:
         client.store.get_file(key, target)
         if sys.stdout.isatty():
             console.print(f"\r{index}/{len(keys)} files", end="")
-    console.print(f"{len(keys)} files of study {study_id} in {root}")
+    console.print(f"{len(keys)} files of study {study_id} in {escape(str(root))}")
 
 
 @cli.command()
@@ -210,5 +211,5 @@ def worker(queue: str | None, concurrency: int, hostname: str | None, loglevel: 
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    console.print(f"worker on {settings.broker_url_redacted()} queue {queue or settings.queue}, store {settings.store}", highlight=False)
+    console.print(escape(f"worker on {settings.broker_url_redacted()} queue {queue or settings.queue}, store {settings.store}"), highlight=False)
     app.worker_main(argv)

@@ -6,6 +6,7 @@ import json
 import sys
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -29,7 +30,7 @@ def _plan_table(plan: Plan) -> Table:
     table.add_column("runs", justify="right")
     for variant in plan.variants:
         changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in variant.overrides.items()) or "—"
-        table.add_row(variant.name, changes, str(len(variant.run_ids)))
+        table.add_row(escape(variant.name), escape(changes), str(len(variant.run_ids)))
     return table
 
 
@@ -101,7 +102,7 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool) -
     from service.summary import summarize, summary_table
 
     store = open_store(store_url or get_settings().store)
-    console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {store.location()}")
+    console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {escape(store.location())}")
     names: dict[str, str] = {}
     for variant in plan.variants:
         for run_id in variant.run_ids:
@@ -119,10 +120,10 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool) -
         task = bar.add_task("runs", total=plan.run_count, current="")
 
         def show(progress) -> None:
-            current = "; ".join(
+            current = escape("; ".join(
                 f"{names[run_id]} epoch {epoch}/{epochs}"
                 for run_id, (epoch, epochs) in sorted(progress.running.items())
-            )
+            ))
             bar.update(task, completed=progress.done, current=current)
 
         outcome = run_plan(plan, store, jobs=jobs, on_progress=show, verbose=verbose)
@@ -132,10 +133,10 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool) -
     console.print(f"{trained} runs trained, {outcome.reused} reused from the store")
     failed = [o for o in outcome.outcomes.values() if o.state == "failed"]
     for item in failed:
-        errors.print(f"[red]run {item.run_id} ({names[item.run_id]}) failed:[/] {item.error}", highlight=False)
-    console.print(f"results: {store.location('studies/' + plan.study_id)}")
+        errors.print(f"[red]run {item.run_id} ({escape(names[item.run_id])}) failed:[/] {escape(str(item.error))}", highlight=False)
+    console.print(f"results: {escape(store.location('studies/' + plan.study_id))}")
     report_location = write_report_with_status(store, plan.study_id)
-    console.print(f"report: {report_location}")
+    console.print(f"report: {escape(report_location)}")
     if failed:
         sys.exit(1)
 

@@ -7,4 +7,4 @@ import sys
 from rich.console import Console
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True)

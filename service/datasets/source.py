@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service.errors import DatasetError
+
 _CHUNK = 1 << 20
 
 
@@ -39,7 +41,10 @@ def local_path(path: str, field: str, folder: bool = False) -> Path:
         from service.datasets.remote import fetch
 
         return fetch(path, field, folder)
-    return Path(path).expanduser()
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # `~someone/...` for a user this machine does not know
+        raise DatasetError(field, f"{path}: unknown user in '~'") from None
 
 
 def sha256_file(path: Path) -> str:

@@ -27,10 +27,29 @@ _FLOAT = re.compile(
 class _SpecLoader(yaml.SafeLoader):
     """SafeLoader that reads 1e-3 as a float and refuses duplicate keys."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            # PyYAML's own constructors fail this way on explicitly tagged values (`!!int ten`)
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r} as !!{tag}", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(None, None, "expected a mapping", node.start_mark)
+        self.flatten_mapping(node)  # resolve `<<` merge keys first
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping keys must be strings", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -49,13 +68,28 @@ MAX_SPEC_BYTES = 1_000_000
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    loader = None
     try:
-        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _SpecLoader(text)
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        if context and getattr(exc, "context_mark", None) is not None and exc.context_mark is not mark:
+            problem += f" ({context} at line {exc.context_mark.line + 1})"
         raise SpecError(source, [("", f"{where}invalid YAML: {problem}")]) from None
+    except RecursionError:
+        raise SpecError(source, [("", "invalid YAML: nested too deeply")]) from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # PyYAML's constructors fail this way on explicitly tagged values (`!!int ten`)
+        mark = getattr(loader, "mark", None) or getattr(loader, "get_mark", lambda: None)()
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(source, [("", f"{where}invalid YAML: cannot read a tagged value ({type(exc).__name__}: {exc})")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -88,13 +122,13 @@ def spec_from_data(data: Any, source: str = "<spec>") -> StudySpec:
     except ValidationError as exc:
         raise SpecError(source, format_errors(exc, data)) from None
     except (TypeError, ValueError, RecursionError) as exc:  # pydantic's own input guards
-        raise SpecError(source, [("", f"invalid spec: {exc}")]) from None
+        raise SpecError(source, [("", f"invalid spec: {type(exc).__name__}: {exc}")]) from None
 
 
 def format_errors(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False):
-        field = dotted(error["loc"], data)
+        field = dotted(error["loc"], data, keep_last=error["type"] == "missing")
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
@@ -111,7 +145,7 @@ def format_errors(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
     return problems
 
 
-def dotted(loc: Iterable[Any], data: Any) -> str:
+def dotted(loc: Iterable[Any], data: Any, keep_last: bool = True) -> str:
     """`('dataset', 'npz', 'path')` -> `dataset.path`: drop union tags that are not input keys."""
     parts: list[str] = []
     current = data
@@ -124,7 +158,7 @@ def dotted(loc: Iterable[Any], data: Any) -> str:
             current = current[item]
         elif isinstance(current, Mapping) or current is None:
             # A union tag or a model name pydantic inserts: skip it unless it is the last part.
-            if item == list(loc)[-1]:
+            if keep_last and item == list(loc)[-1]:
                 parts.append(f".{item}" if parts else str(item))
             current = current if isinstance(current, Mapping) else None
         else:

@@ -241,6 +241,8 @@ class Factor(StrictModel):
                         f"values[{index}] must be a mapping of dotted paths to values "
                         "when the factor has no 'path'"
                     )
+                if not all(isinstance(key, str) for key in value):
+                    raise ValueError(f"values[{index}]: factor paths must be strings")
         if self.labels is not None and len(self.labels) != len(self.values):
             raise ValueError("labels must have one entry per value")
         return self
@@ -268,7 +270,7 @@ class AblationSpec(StrictModel):
     components: list[str] = Field(default_factory=list)
     """For `loco`: components removed one at a time: dropout, augmentation, l2, batch_norm,
     schedule, label_smoothing, early_stopping, dense, or conv_block.N (block N, from 0)."""
-    seeds: Annotated[int, Field(gt=0, le=1000)] | list[Annotated[int, Field(ge=0)]] = 3
+    seeds: Annotated[int, Field(gt=0, le=1000)] | list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = 3
     max_runs: Annotated[int, Field(gt=0)] = 500
 
     @field_validator("components")
@@ -278,6 +280,18 @@ class AblationSpec(StrictModel):
             if component not in LOCO_COMPONENTS and not re.fullmatch(r"conv_block\.\d+", component):
                 known = ", ".join(LOCO_COMPONENTS) + ", conv_block.N"
                 raise ValueError(f"unknown component {component!r} (known: {known})")
+        return value
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, value: object) -> object:
+        # One clear message instead of one per member of the union.
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= 1000:
+            raise ValueError("a seed count must be between 1 and 1000, or give a list of seeds")
+        if isinstance(value, list):
+            for index, seed in enumerate(value):
+                if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**31 - 1:
+                    raise ValueError(f"seeds[{index}] must be between 0 and 2147483647 (got {seed})")
         return value
 
     @field_validator("seeds")

@@ -1,11 +1,11 @@
 """Property-based fuzzing of the spec loader and the planner: any input yields a valid spec (or
 plan) or a `SpecError`, never another exception, and `ablate validate` writes nothing.
 
-Known product gaps that fuzzing found are listed in `KNOWN_GAPS`: each is pinned by a
-deterministic `xfail(strict=True)` test below (`test_known_gap_*`) with its minimal example, and
-the fuzz tests tolerate exactly that exception (matched by type, message and raising function)
-so they keep guarding everything else. When a gap is fixed its pinned test XPASSes and fails:
-delete it together with its `KNOWN_GAPS` entry, and the fuzz tests then cover those inputs too.
+A product gap that fuzzing finds is pinned by a deterministic `xfail(strict=True)` test with its
+minimal example and listed in `KNOWN_GAPS`, which the fuzz tests tolerate (matched by type,
+message and raising function) so they keep guarding everything else; once fixed, the pinned test
+becomes a plain regression test and the entry goes. The gaps found so far are fixed and pinned
+as regression tests at the end of this file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
-from rich.errors import MarkupError
 
 from service.cli import cli
 from service.errors import SpecError
@@ -102,51 +100,7 @@ def _raised_in(exc: BaseException, *functions: str) -> bool:
     return any(frame.name in functions for frame in traceback.extract_tb(exc.__traceback__))
 
 
-KNOWN_GAPS: dict[str, Callable[[BaseException], bool]] = {
-    # parse_yaml: `? [1]\n: 2` / `{[]: 0}` -> TypeError from _SpecLoader.construct_mapping
-    "unhashable-yaml-key": lambda exc: (
-        isinstance(exc, TypeError)
-        and "unhashable type" in str(exc)
-        and _raised_in(exc, "construct_mapping")
-    ),
-    # parse_yaml: `!!set 0`, `!!map [1]` -> ValueError/TypeError ("...unpack...") from
-    # _SpecLoader.construct_mapping, which iterates the node before checking it is a mapping
-    "mapping-tag-on-non-mapping": lambda exc: (
-        isinstance(exc, (ValueError, TypeError))
-        and "unpack" in str(exc)
-        and _raised_in(exc, "construct_mapping")
-    ),
-    # parse_yaml: `!!int x`, `!!int`, `!!float x`, `!!bool x`, `!!timestamp x`
-    # -> ValueError/IndexError/KeyError/AttributeError from PyYAML's scalar constructors
-    "bad-explicitly-tagged-scalar": lambda exc: (
-        isinstance(exc, (ValueError, IndexError, KeyError, AttributeError))
-        and _raised_in(
-            exc,
-            "construct_yaml_int",
-            "construct_yaml_float",
-            "construct_yaml_bool",
-            "construct_yaml_timestamp",
-        )
-    ),
-    # parse_yaml: thousands of nested flow collections -> RecursionError from PyYAML's composer
-    "deep-yaml-nesting": lambda exc: (
-        isinstance(exc, RecursionError) and _raised_in(exc, "compose_node")
-    ),
-    # build_plan: a NaN/inf factor value -> ValueError from canonical_json (naming the variant)
-    "non-finite-factor-value": lambda exc: (
-        isinstance(exc, ValueError)
-        and "Out of range float values" in str(exc)
-        and _raised_in(exc, "canonical_json")
-    ),
-    # build_plan: seeds: [2147483648] -> pydantic ValidationError of RunSpec
-    "seed-above-int32": lambda exc: isinstance(exc, ValidationError) and exc.title == "RunSpec",
-    # build_plan: a factor value mapping with a non-string key -> AttributeError in _set_path
-    "non-string-override-path": lambda exc: (
-        isinstance(exc, AttributeError) and _raised_in(exc, "_set_path")
-    ),
-    # the CLI prints messages and plan tables as rich markup: a label or value "[/]" -> MarkupError
-    "rich-markup-in-output": lambda exc: isinstance(exc, MarkupError),
-}
+KNOWN_GAPS: dict[str, Callable[[BaseException], bool]] = {}
 
 
 def known_gap(exc: BaseException) -> str | None:
@@ -566,7 +520,7 @@ def test_validate_cli_writes_nothing(data, tmp_path, monkeypatch):
         event("validate: error")
 
 
-# The known gaps, pinned with their minimal examples (found by the fuzzers above).
+# Gaps the fuzzers found (since fixed), pinned with their minimal examples.
 
 
 @pytest.mark.parametrize(
@@ -584,12 +538,7 @@ def test_validate_cli_writes_nothing(data, tmp_path, monkeypatch):
         pytest.param("[" * 2000 + "]" * 2000, id="deep-yaml-nesting"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError, IndexError, KeyError, AttributeError, RecursionError),
-    reason="known gap: parse_yaml lets a non-YAMLError exception escape",
-)
-def test_known_gap_parse_yaml(text):
+def test_odd_yaml_is_a_spec_error(text):
     with pytest.raises(SpecError):
         spec_from_data(parse_yaml(text, SOURCE), SOURCE)
 
@@ -608,21 +557,13 @@ def test_known_gap_parse_yaml(text):
         pytest.param({"factors": [{"values": [{0: 0}]}]}, id="non-string-override-path"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, AttributeError),
-    reason="known gap: build_plan raises something other than SpecError",
-)
-def test_known_gap_build_plan(ablation):
-    spec = spec_from_data({"name": "s", "ablation": {"seeds": 1, **ablation}}, SOURCE)
+def test_odd_ablation_values_are_a_spec_error(ablation):
     with pytest.raises(SpecError):
+        spec = spec_from_data({"name": "s", "ablation": {"seeds": 1, **ablation}}, SOURCE)
         build_plan(spec, SOURCE)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=MarkupError, reason="known gap: the plan table is printed as rich markup"
-)
-def test_known_gap_validate_prints_labels_as_markup(tmp_path, monkeypatch):
+def test_validate_prints_labels_as_text_not_markup(tmp_path, monkeypatch):
     spec = {
         "name": "s",
         "ablation": {
