@@ -17,7 +17,8 @@ ARG TENSORFLOW_VERSION=2.21.0
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    ABLATE_LOG_FORMAT=json
+    ABLATE_LOG_FORMAT=json \
+    ABLATE_DATA_ROOTS=/data
 # The NVIDIA container toolkit mounts the driver's compute libraries only when asked to.
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility
 # Small CNNs: let several runs (--concurrency, or replicas on one GPU) share a GPU instead of the

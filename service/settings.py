@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     """Attempts of a run whose worker dies before the run is marked failed."""
     lease_seconds: float = Field(60.0, ge=1.0)
     """Expiry of a run's lease in Redis, renewed every third of it while the run trains."""
+    data_roots: str | None = None
+    """Folders (separated by ':') that local dataset paths must stay inside; unset: anywhere.
+    Workers serving many users should set it (the image sets /data)."""
     dataset_cache: str = "~/.cache/ablate/datasets"
     """Where s3:// datasets are downloaded, once per worker, keyed by their ETags."""
     log_format: Literal["auto", "console", "json"] = "auto"

@@ -42,9 +42,27 @@ def local_path(path: str, field: str, folder: bool = False) -> Path:
 
         return fetch(path, field, folder)
     try:
-        return Path(path).expanduser()
+        local = Path(path).expanduser()
     except RuntimeError:  # `~someone/...` for a user this machine does not know
         raise DatasetError(field, f"{path}: unknown user in '~'") from None
+    _check_roots(local, path, field)
+    return local
+
+
+def _check_roots(local: Path, path: str, field: str) -> None:
+    """With ABLATE_DATA_ROOTS set, a dataset (after `..` and symlinks) must lie inside a root."""
+    import os
+
+    from service.settings import get_settings
+
+    roots = get_settings().data_roots
+    if not roots:
+        return
+    allowed = [Path(root).expanduser().resolve() for root in roots.split(os.pathsep) if root]
+    resolved = local.resolve()
+    if not any(resolved == root or root in resolved.parents for root in allowed):
+        listed = ", ".join(str(root) for root in allowed)
+        raise DatasetError(field, f"{path}: outside the allowed data folders ({listed}; ABLATE_DATA_ROOTS)")
 
 
 def sha256_file(path: Path) -> str:

@@ -252,3 +252,24 @@ def test_error_field_follows_the_caller_prefix(tmp_path):
     with pytest.raises(DatasetError) as caught:
         datasets.inspect(spec, field="ablation.factors[0].values[1].dataset")
     assert caught.value.field == "ablation.factors[0].values[1].dataset.path"
+
+
+def test_dataset_paths_cannot_escape_the_allowed_roots(tmp_path, monkeypatch):
+    from service.settings import get_settings
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    outside = tmp_path / "outside.npz"
+    np.savez(outside, x_train=np.zeros((4, 8, 8)), y_train=np.array([0, 1, 0, 1]))
+    (allowed / "link.npz").symlink_to(outside)
+    monkeypatch.setenv("ABLATE_DATA_ROOTS", str(allowed))
+    get_settings.cache_clear()
+    try:
+        for path in (str(outside), str(allowed / ".." / "outside.npz"), str(allowed / "link.npz")):
+            raises(NpzDataset(kind="npz", path=path), "outside the allowed data folders")
+        inside = allowed / "inside.npz"
+        np.savez(inside, x_train=np.zeros((4, 8, 8)), y_train=np.array([0, 1, 0, 1]))
+        assert datasets.inspect(NpzDataset(kind="npz", path=str(inside), test_split=0.5)).num_classes == 2
+    finally:
+        monkeypatch.delenv("ABLATE_DATA_ROOTS")
+        get_settings.cache_clear()
