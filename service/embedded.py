@@ -62,6 +62,30 @@ def stored_outcomes(plan: Plan, store: Store) -> dict[str, RunOutcome]:
     return outcomes
 
 
+class Trainers:
+    """The training processes, `jobs` of them. Started before the plan is built, so that their
+    TensorFlow import (seconds) overlaps the parent's planning instead of following it."""
+
+    def __init__(self, jobs: int = 1, verbose: bool = False) -> None:
+        self.pool = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_child,
+            initargs=(verbose,),
+        )
+        for _ in range(jobs):
+            self.pool.submit(_warm_up)
+
+    def close(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+
+    def kill(self) -> None:
+        """Stop at once (bad input found after the start): nothing has been trained."""
+        for child in multiprocessing.active_children():
+            child.kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_plan(
     plan: Plan,
     store: Store,
@@ -69,8 +93,10 @@ def run_plan(
     on_progress: Callable[[Progress], None] | None = None,
     verbose: bool = False,
     poll_seconds: float = 0.5,
+    trainers: Trainers | None = None,
 ) -> Progress:
-    """Train every run of `plan` not already stored; return the outcome of each run."""
+    """Train every run of `plan` not already stored; return the outcome of each run. With
+    `trainers`, the caller owns (and closes) the training processes."""
     write_study(plan, store)
     progress = Progress(total=plan.run_count)
     progress.outcomes = stored_outcomes(plan, store)
@@ -81,15 +107,11 @@ def run_plan(
     if not pending:
         return progress
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=max(1, min(jobs, len(pending))),
-        mp_context=context,
-        initializer=_init_child,
-        initargs=(verbose,),
-    ) as pool:
+    own = trainers is None
+    trainers = trainers or Trainers(max(1, min(jobs, len(pending))), verbose)
+    try:
         futures: dict[Future, str] = {
-            pool.submit(_train_in_child, plan.runs[run_id].model_dump_json(), store.url): run_id
+            trainers.pool.submit(_train_in_child, plan.runs[run_id].model_dump_json(), store.url): run_id
             for run_id in pending
         }
         remaining = set(futures)
@@ -102,6 +124,9 @@ def run_plan(
                 progress.done += 1
             _poll_running(progress, store, [futures[f] for f in remaining])
             notify(progress)
+    finally:
+        if own:
+            trainers.close()
     return progress
 
 
@@ -137,6 +162,10 @@ def _init_child(verbose: bool) -> None:
     from service.logs import configure_logging
 
     configure_logging(level="info" if verbose else "warning")
+
+
+def _warm_up() -> None:
+    import workers.runner  # noqa: F401  (TensorFlow and Keras, before the first run arrives)
 
 
 def _die_with_parent() -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.live import Live
@@ -15,14 +16,18 @@ from rich.table import Table
 
 from service.cli import cli
 from service.cli.output import console
-from service.client import AblationClient, Study, StudyStatus
 from service.errors import AblateError
 from service.records import run_key, study_key
+
+if TYPE_CHECKING:
+    from service.client import AblationClient, Study, StudyStatus
 
 STATE_COLUMNS = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
 
 
 def _client(store: str | None, broker: str | None = None) -> AblationClient:
+    from service.client import AblationClient  # celery and kombu only for these commands
+
     return AblationClient(broker_url=broker, store_url=store)
 
 
@@ -71,7 +76,7 @@ def submit(spec: str, wait_: bool, store: str | None, broker: str | None) -> Non
     submit_plan(client.plan(spec), store, broker, wait_, client)
 
 
-def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client: AblationClient | None = None) -> None:
+def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=None) -> None:
     client = client or _client(store, broker)
     study = client.submit_plan(plan)
     report = study.submit_report

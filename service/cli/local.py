@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -12,10 +13,18 @@ from rich.table import Table
 
 from service.cli import cli
 from service.cli.output import console, errors
-from service.plan import Plan, build_plan
 from service.settings import get_settings
 from service.spec import load_spec
 from service.spec.models import StudySpec
+
+if TYPE_CHECKING:
+    from service.plan import Plan
+
+
+def build_plan(spec: StudySpec, source: str) -> Plan:
+    from service.plan import build_plan as build  # numpy, scikit-learn: after the trainers start
+
+    return build(spec, source=source)
 
 
 def _plan(spec_path: str) -> tuple[StudySpec, Plan]:
@@ -68,8 +77,20 @@ verbose_option = click.option("--verbose", "-v", is_flag=True, help="Show the tr
 @verbose_option
 def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
     """Train the study in SPEC on this machine, print a summary table, write the report."""
-    _, plan = _plan(spec)
-    train_locally(plan, store_url, jobs, verbose)
+    from service.embedded import Trainers
+
+    study = load_spec(spec)
+    trainers = Trainers(jobs, verbose)  # TensorFlow loads in them while the plan is built
+    try:
+        plan = build_plan(study, source=spec)
+    except BaseException:
+        trainers.kill()
+        raise
+    try:
+        train_locally(plan, store_url, jobs, verbose, trainers)
+    except BaseException:
+        trainers.kill()
+        raise
 
 
 @cli.command()
@@ -96,8 +117,8 @@ def diagnose(spec: str, submit_: bool, store_url: str | None, jobs: int, verbose
     train_locally(plan, store_url, jobs, verbose)
 
 
-def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool) -> None:
-    from service.embedded import run_plan
+def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, trainers=None) -> None:
+    from service.embedded import Trainers, run_plan
     from service.store import open_store
     from service.summary import summarize, summary_table
 
@@ -126,7 +147,11 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool) -
             ))
             bar.update(task, completed=progress.done, current=current)
 
-        outcome = run_plan(plan, store, jobs=jobs, on_progress=show, verbose=verbose)
+        trainers = trainers or Trainers(jobs, verbose)
+        try:
+            outcome = run_plan(plan, store, on_progress=show, trainers=trainers)
+        finally:
+            trainers.close(wait=False)  # their TensorFlow shutdown overlaps the report
 
     console.print(summary_table(summarize(plan, store), f"study {plan.study_id}"))
     trained = sum(1 for o in outcome.outcomes.values() if not o.reused)

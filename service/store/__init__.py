@@ -7,7 +7,6 @@ from pathlib import Path
 from service.errors import StoreError
 from service.store.base import Store, validate_key
 from service.store.local import LocalStore
-from service.store.s3 import S3Store
 
 __all__ = ["LocalStore", "S3Store", "Store", "StoreError", "open_store", "validate_key"]
 
@@ -17,7 +16,17 @@ def open_store(url: str | Path) -> Store:
     an `S3Store`. Cheap: no network I/O (call `S3Store.check()` before real work)."""
     text = str(url)
     if text.startswith("s3://"):
+        from service.store.s3 import S3Store  # boto3 only when S3 is used
+
         return S3Store(text)
     if "://" in text and not text.startswith("file://"):
         raise StoreError(f"unsupported store URL {text!r}: use a directory path or s3://bucket/prefix")
     return LocalStore(text.removeprefix("file://"))
+
+
+def __getattr__(name: str):
+    if name == "S3Store":
+        from service.store.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(name)
