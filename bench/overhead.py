@@ -77,8 +77,7 @@ def run_ablate(spec: Path, seeds: int) -> tuple[float, float, dict[str, float]]:
 
 
 def run_bare(spec: Path, seeds: int) -> tuple[float, float, dict[str, float]]:
-    # -m, not the script's path: a script's folder goes first on sys.path, and bench/queue.py
-    # would then shadow the standard library's queue.
+    # -m, from the repository root: the bare script imports the project's data loading.
     seconds, cpu, stdout = timed([sys.executable, "-m", "bench.bare_keras", str(spec)])
     runs = json.loads(stdout.strip().splitlines()[-1])["runs"]
     if len(runs) != seeds:

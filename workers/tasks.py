@@ -6,6 +6,8 @@ JSON summary and no result backend is needed.
 
 from __future__ import annotations
 
+import functools
+
 import redis
 import structlog
 from celery.exceptions import Reject
@@ -33,8 +35,8 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
         log.error("invalid run message, dropped", error=str(exc).splitlines()[0])
         raise Reject(f"invalid run message: {exc}", requeue=False) from None
     structlog.contextvars.bind_contextvars(run_id=spec.run_id)
-    own = open_store(settings.store)
-    if own.url != open_store(store).url:
+    own = _store(settings.store)
+    if own.url != _store(store).url:
         log.error("run is for another store", message_store=store, worker_store=own.url)
         raise Reject(f"run for store {store}, this worker writes to {own.url}", requeue=False)
 
@@ -43,7 +45,7 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
         # The run was submitted again after this message was sent: the newer message owns it.
         log.info("stale message skipped", owner=previous.task_id, message=self.request.id)
         return {"run_id": spec.run_id, "state": "skipped"}
-    control = RunControl(redis_client(settings))
+    control = _control()
     if control.is_cancelled(spec.run_id):
         status = previous or RunStatus(run_id=spec.run_id, state="cancelled")
         write_status(own, status.model_copy(update={"state": "cancelled"}))
@@ -102,6 +104,17 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
     log.info("run finished", state=result.state, reused=result.reused, test_accuracy=result.test_accuracy)
     _report_if_finished(own, study_id)
     return {"run_id": spec.run_id, "state": result.state, "reused": result.reused}
+
+
+@functools.lru_cache(maxsize=8)
+def _store(url: str):
+    # One store (and boto3 client, whose creation costs a third of a second) per pool process.
+    return open_store(url)
+
+
+@functools.lru_cache(maxsize=1)
+def _control() -> RunControl:
+    return RunControl(redis_client(settings))
 
 
 def _cancelled(control: RunControl, run_id: str) -> bool:

@@ -123,15 +123,25 @@ def write_report(store: Store, study_id: str) -> str:
 
 
 def study_finished(store: Store, study_id: str) -> bool:
-    """Every run of the study has a final state (succeeded, diverged, failed or cancelled)."""
+    """Every run of the study has a final state (succeeded, diverged, failed or cancelled).
+
+    Asked after every run a worker finishes, so it checks the runs in reverse queue order: the
+    last-queued runs are the likeliest to be unfinished, and the answer is usually known after
+    one or two reads instead of one read per run of the study.
+    """
     try:
         document = store.get_json(study_key(study_id, "study.json"))
     except (KeyNotFound, StoreError):
         return False
-    for run_id in document["run_ids"]:
-        if store.exists(run_key(run_id, "metrics.json")):
-            continue
-        status = read_status(store, run_id)
-        if status is None or status.state in ("queued", "running"):
-            return False
+    seen: set[str] = set()
+    for variant in reversed(document["variants"]):
+        for run_id in reversed(variant["run_ids"]):
+            if run_id in seen:
+                continue
+            seen.add(run_id)
+            status = read_status(store, run_id)
+            if status is not None and status.state not in ("queued", "running"):
+                continue
+            if not store.exists(run_key(run_id, "metrics.json")):
+                return False
     return True

@@ -19,43 +19,28 @@ every worker this script starts is an `ablate worker -c 1` subprocess on a queue
    status.json, so the time until report/index.html exists is printed too. The sides alternate
    for --repeats rounds and the medians give the ratio. A measurement, not a gate: exit code 0.
 
-    .venv/bin/python bench/queue.py
-    .venv/bin/python bench/queue.py --runs 500 --repeats 3 --json queue.json
+    .venv/bin/python bench/dispatch.py
+    .venv/bin/python bench/dispatch.py --runs 500 --repeats 3 --json queue.json
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
-if __name__ == "queue":
-    # This file is named like the standard library's `queue`, which keras, kombu, redis and
-    # concurrent.futures import: a script run from bench/ (bench/bare_keras.py) finds this file
-    # first on sys.path. Hand such an importer the real module instead.
-    import importlib.util
-    import sysconfig
-
-    _spec = importlib.util.spec_from_file_location("queue", Path(sysconfig.get_paths()["stdlib"]) / "queue.py")
-    _stdlib = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_stdlib)
-    sys.modules["queue"] = _stdlib
-elif __name__ == "__main__":
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # same reason
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from datetime import datetime  # noqa: E402
-
-import yaml  # noqa: E402
-
 ROOT = HERE.parent
 BROKER = os.environ.get("ABLATE_BROKER_URL", "redis://127.0.0.1:6379/0")
 LATENCY_TARGET_MS = 50.0
