@@ -212,7 +212,11 @@ def test_sigterm_lets_the_running_run_finish(cluster):
     c = client()
     study = c.submit(tiny("sigterm", epochs=30))
     (run_id,) = study.run_ids
-    status = wait_for(lambda: running_epoch(c.store, run_id, 2), 120, "epoch 2")
+    try:
+        status = wait_for(lambda: running_epoch(c.store, run_id, 2), 120, "epoch 2")
+    except AssertionError:
+        tails = [f"{log.name} alive={p.poll() is None}:\n" + "\n".join(log.read_text().splitlines()[-15:]) for p, log in zip(workers.processes, workers.logs, strict=True)]
+        raise AssertionError("\n\n".join(tails)) from None
     victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
     os.kill(victim.pid, signal.SIGTERM)  # to the parent only, as `docker stop` does: warm shutdown
     victim.wait(timeout=120)
