@@ -177,6 +177,24 @@ def test_nan_loss_is_diverged_and_not_retried(cluster):
     assert read_status(c.store, study.run_ids[0]).attempt == 1  # nothing retried it
 
 
+def test_sigterm_lets_the_running_run_finish(cluster):
+    workers = cluster["workers"]
+    c = client()
+    study = c.submit(tiny("sigterm", epochs=30))
+    (run_id,) = study.run_ids
+    try:
+        status = wait_for(lambda: running_epoch(c.store, run_id, 2), 120, "epoch 2")
+    except AssertionError:
+        tails = [f"{log.name} alive={p.poll() is None}:\n" + "\n".join(log.read_text().splitlines()[-15:]) for p, log in zip(workers.processes, workers.logs, strict=True)]
+        raise AssertionError("\n\n".join(tails)) from None
+    victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
+    os.kill(victim.pid, signal.SIGTERM)  # to the parent only, as `docker stop` does: warm shutdown
+    victim.wait(timeout=120)
+    metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
+    assert metrics.attempt == 1 and [h.epoch for h in metrics.history] == list(range(1, 31))
+    keep_two_workers(workers)
+
+
 def test_redis_restarted_mid_study_loses_no_run(cluster):
     c = client()
     study = c.submit(tiny("redis restart", epochs=15, seeds=4))
@@ -205,24 +223,6 @@ def test_s3_down_for_ten_seconds_mid_run_and_the_run_completes(cluster):
     assert final.counts["succeeded"] == 1, final
     metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
     assert [h.epoch for h in metrics.history] == list(range(1, 41))
-
-
-def test_sigterm_lets_the_running_run_finish(cluster):
-    workers = cluster["workers"]
-    c = client()
-    study = c.submit(tiny("sigterm", epochs=30))
-    (run_id,) = study.run_ids
-    try:
-        status = wait_for(lambda: running_epoch(c.store, run_id, 2), 120, "epoch 2")
-    except AssertionError:
-        tails = [f"{log.name} alive={p.poll() is None}:\n" + "\n".join(log.read_text().splitlines()[-15:]) for p, log in zip(workers.processes, workers.logs, strict=True)]
-        raise AssertionError("\n\n".join(tails)) from None
-    victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
-    os.kill(victim.pid, signal.SIGTERM)  # to the parent only, as `docker stop` does: warm shutdown
-    victim.wait(timeout=120)
-    metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
-    assert metrics.attempt == 1 and [h.epoch for h in metrics.history] == list(range(1, 31))
-    keep_two_workers(workers)
 
 
 def test_settings_refuse_a_visibility_timeout_shorter_than_a_run():
