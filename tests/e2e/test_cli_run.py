@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import yaml
 
 from service.plan import build_plan
 from service.records import RunMetrics, RunStatus
+from service.report.models import Summary
 from service.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,6 +64,22 @@ def test_demo_study_writes_every_artifact_and_a_second_run_trains_nothing(tmp_pa
         assert variant.name in first.stdout
     assert "8 runs trained, 0 reused" in first.stdout
     assert f"studies/{plan.study_id}" in first.stdout
+
+    # The report: every file, a summary that names every variant with its seeds, and a printed path.
+    report = store / "studies" / plan.study_id / "report"
+    assert f"report: {report / 'index.html'}" in first.stdout.replace("\n", "")
+    for name in ("index.html", "report.md", "summary.json", "runs.csv"):
+        assert (report / name).stat().st_size > 0, name
+    for name in ("test_accuracy.png", "learning_curves.png", "train_val_gap.png", "confusion_baseline.png"):
+        assert (report / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    summary = Summary.model_validate_json((report / "summary.json").read_text())
+    assert summary.study_id == plan.study_id and not summary.partial
+    assert summary.counts == {"succeeded": 8}
+    assert {v.name: v.seeds for v in summary.variants} == {v.name: 2 for v in plan.variants}
+    rows = list(csv.DictReader((report / "runs.csv").open()))
+    assert sorted(row["run_id"] for row in rows) == sorted(plan.runs)
+    html = (report / "index.html").read_text()
+    assert all(v.name in html for v in plan.variants) and "data:image/png;base64," in html
 
     before = {p: p.stat().st_mtime_ns for p in store.rglob("metrics.json")}
     second = ablate("run", str(spec_path), "--store", str(store))
