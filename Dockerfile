@@ -21,8 +21,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ABLATE_DATA_ROOTS=/data
 # The NVIDIA container toolkit mounts the driver's compute libraries only when asked to.
 ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# Small CNNs: let several runs (--concurrency, or replicas on one GPU) share a GPU instead of the
-# first TensorFlow process reserving all of its memory.
+# Small CNNs: let several runs (--runs-per-gpu, or replicas on one GPU) share a GPU instead of the
+# first TensorFlow process reserving all of its memory (with several runs per GPU each process is
+# also capped: ABLATE_GPU_MEMORY_MB, see the README).
 ENV TF_FORCE_GPU_ALLOW_GROWTH=true
 # XLA (Keras' jit_compile) looks for ptxas on PATH; the nvidia-cuda-nvcc wheel ships it here.
 ENV PATH=/usr/local/lib/python3.11/site-packages/nvidia/cuda_nvcc/bin:$PATH

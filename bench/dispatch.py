@@ -64,7 +64,7 @@ class Worker:
         self.store, self.queue, self.log = store, queue, log
         env = {**os.environ, "ABLATE_STORE": str(store), "ABLATE_QUEUE": queue,
                "ABLATE_BROKER_URL": BROKER, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        command = [sys.executable, "-m", "service.cli", "worker", "-c", "1", "-n", f"{queue}@%h"]
+        command = [sys.executable, "-m", "service.cli", "worker", "--gpus", "none", "-c", "1", "-n", f"{queue}@%h"]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
         try:

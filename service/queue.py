@@ -46,6 +46,9 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
         task_soft_time_limit=settings.run_time_limit,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
+        # A fresh pool process every N runs bounds slow growth (XLA and tf.function caches)
+        # at the price of one TensorFlow import; None keeps each process for good.
+        worker_max_tasks_per_child=settings.max_runs_per_process,
         task_send_sent_event=True,
     )
     if url.startswith("rediss://"):

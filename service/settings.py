@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     Workers serving many users should set it (the image sets /data)."""
     dataset_cache: str = "~/.cache/ablate/datasets"
     """Where s3:// datasets are downloaded, once per worker, keyed by their ETags."""
+    runs_per_gpu: int = Field(1, ge=1, le=64)
+    """Runs `ablate worker` trains at once on each GPU (each in its own pool process)."""
+    gpu_memory_mb: int | None = Field(None, gt=0)
+    """GPU memory cap of each training process in MiB; unset: memory growth with one run per
+    GPU, an equal share of 90% of the GPU with several (`ablate worker` sets it for those)."""
+    max_runs_per_process: int | None = Field(None, gt=0)
+    """Runs a worker pool process trains before it is replaced by a fresh one; unset: never."""
     log_format: Literal["auto", "console", "json"] = "auto"
     """auto: key-value lines on a terminal, JSON otherwise (containers)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -32,6 +32,7 @@ class EpochRecorder(keras.callbacks.Callback):
         variables: Callable[[], list],
         should_stop: Callable[[], bool] | None = None,
         still_owner: Callable[[], bool] | None = None,
+        should_pause: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -41,7 +42,9 @@ class EpochRecorder(keras.callbacks.Callback):
         self.variables = variables
         self.should_stop = should_stop
         self.still_owner = still_owner
+        self.should_pause = should_pause
         self.cancelled = False
+        self.paused = False
         self.lost = False
         self.diverged_epoch: int | None = None
         self.stopped_early = False
@@ -90,6 +93,10 @@ class EpochRecorder(keras.callbacks.Callback):
         if unfinished and self.should_stop is not None and self.should_stop():
             # Stop at an epoch boundary, just after a checkpoint: nothing is lost.
             self.cancelled = True
+            self.model.stop_training = True
+        elif unfinished and self.should_pause is not None and self.should_pause():
+            # The worker is shutting down: hand the run back, to resume from this checkpoint.
+            self.paused = True
             self.model.stop_training = True
         else:
             write_status(self.store, self.status)

@@ -33,7 +33,7 @@ def build_model(
 
     if spec.factory is not None:
         user_model = _call_factory(spec.factory, config, input_shape, num_classes)
-        return keras.Model(inputs, user_model(x), name="factory_model")
+        return keras.Model(inputs, _float32_outputs(user_model(x)), name="factory_model")
 
     # Feature extractor
     height, width = input_shape[0], input_shape[1]
@@ -208,6 +208,23 @@ def _call_factory(
             f"model.factory: {path!r} returned {type(model).__name__}, not a keras.Model"
         )
     return model
+
+
+def _float32_outputs(outputs):
+    # A user's builder may end in float16/bfloat16 under mixed precision: the loss and the
+    # probabilities stay float32 (a cast, as Keras' mixed precision guide does it).
+    flat = keras.tree.flatten(outputs)
+    cast = [
+        output
+        if output.dtype == "float32"
+        else keras.layers.Activation(
+            "linear",
+            dtype="float32",
+            name="predictions_float32" if len(flat) == 1 else f"predictions_float32_{index}",
+        )(output)
+        for index, output in enumerate(flat)
+    ]
+    return keras.tree.pack_sequence_as(outputs, cast)
 
 
 def _activation(name: str, layer_name: str) -> keras.layers.Layer:

@@ -34,7 +34,7 @@ from service.records import (
     write_status,
 )
 from service.store.base import Store
-from workers import checkpoint
+from workers import checkpoint, devices
 from workers.callbacks import EpochRecorder
 from workers.checkpoint import TrainingState
 from workers.environment import describe_environment
@@ -68,11 +68,14 @@ def run(
     store: Store,
     should_stop: Callable[[], bool] | None = None,
     still_owner: Callable[[], bool] | None = None,
+    should_pause: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Train `run_spec` (or reuse its stored result) and return how it ended.
 
     `should_stop` is asked after each epoch's checkpoint; when it says yes the run ends as
-    `cancelled` and a later call resumes it from that checkpoint. `still_owner` (the lease's
+    `cancelled` and a later call resumes it from that checkpoint. `should_pause` is asked next
+    (the worker is shutting down): yes ends this attempt as `requeued`, its status back to
+    `queued`, for another attempt to resume from that checkpoint. `still_owner` (the lease's
     fence) is asked before every write after training starts; when it says no, this attempt is
     stale and stops with `LeaseLost`, writing nothing.
     """
@@ -96,7 +99,7 @@ def run(
     )
     write_status(store, status)
     try:
-        return _train(run_spec, store, status, bound, should_stop, still_owner)
+        return _train(run_spec, store, status, bound, should_stop, still_owner, should_pause)
     except LeaseLost:
         bound.warning("lease lost: a newer attempt owns the run; nothing written")
         raise
@@ -105,7 +108,11 @@ def run(
         status.error = f"{type(exc).__name__}: {exc}"
         write_status(store, status)
         bound.error("run failed", error=status.error)
+        devices.forget_frames(exc)  # they hold the model and its tensors
         raise
+    finally:
+        # This process trains the next run too: free this one's memory (GPU memory included).
+        devices.release_run_memory()
 
 
 def _stored_result(store: Store, run_id: str) -> RunResult | None:
@@ -125,6 +132,7 @@ def _train(
     bound,
     should_stop: Callable[[], bool] | None,
     still_owner: Callable[[], bool] | None,
+    should_pause: Callable[[], bool] | None = None,
 ) -> RunResult:
     def fence() -> None:
         if still_owner is not None and not still_owner():
@@ -144,19 +152,23 @@ def _train(
     one_hot = training.label_smoothing > 0
 
     # A fresh graph per run: a worker process trains many runs one after another.
+    memory = devices.configure_gpu_memory()  # before TensorFlow first touches the GPU
     keras.backend.clear_session()
+    devices.reset_peak_memory()
     keras.utils.set_random_seed(run_spec.seed)
-    policy = "mixed_float16" if training.mixed_precision else "float32"
-    keras.mixed_precision.set_global_policy(policy)
+    precision = devices.choose_precision(training.mixed_precision, devices.gpu_compute_capabilities())
+    keras.mixed_precision.set_global_policy(precision.policy)
+    xla = devices.choose_xla(config)
     model = build_model(config, data.info.input_shape, num_classes)
     steps_per_epoch = max(1, -(-len(data.x_train) // training.batch_size))
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=loss_for(config),
         metrics=["accuracy"],
-        jit_compile=training.jit_compile,
+        jit_compile=xla.applied,
         steps_per_execution=training.steps_per_execution,
     )
+    xla = devices.xla_after_compile(xla, model)
     model.optimizer.build(model.trainable_variables)
 
     def variables() -> list:
@@ -174,7 +186,7 @@ def _train(
         bound.info("resuming from checkpoint", epoch=state.epoch)
     write_status(store, status)
 
-    recorder = EpochRecorder(config, store, status, state, variables, should_stop, still_owner)
+    recorder = EpochRecorder(config, store, status, state, variables, should_stop, still_owner, should_pause)
     train_data = training_dataset(
         data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot
     )
@@ -208,6 +220,14 @@ def _train(
         bound.info("run cancelled", epoch=state.epoch)
         return RunResult(run_spec.run_id, "cancelled", False, None, state.epoch)
 
+    if recorder.paused:
+        fence()
+        status.state = "queued"
+        status.worker = None
+        write_status(store, status)
+        bound.info("run handed back: the worker is shutting down", epoch=state.epoch)
+        return RunResult(run_spec.run_id, "requeued", False, None, state.epoch)
+
     eval_started = time.perf_counter()
     test = _evaluate(model, data, training.batch_size, num_classes, one_hot, loss_for(config))
     eval_seconds = time.perf_counter() - eval_started
@@ -234,7 +254,9 @@ def _train(
             "eval_seconds": round(eval_seconds, 4),
             "total_seconds": round(time.perf_counter() - started, 4),
         },
-        environment=describe_environment(training.mixed_precision, training.jit_compile),
+        environment=describe_environment(
+            training.mixed_precision, precision, xla, memory, devices.peak_memory_mb()
+        ),
     )
     fence()  # the commit: only the attempt holding the newest lease writes the result
     store.put_json(run_key(run_spec.run_id, "metrics.json"), metrics.model_dump(mode="json"))

@@ -10,7 +10,9 @@ import functools
 
 import redis
 import structlog
-from celery.exceptions import Reject
+from billiard.exceptions import TimeLimitExceeded
+from celery import Task
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from pydantic import ValidationError
 
 from service.control import RunControl, RunLease, redis_client
@@ -19,13 +21,21 @@ from service.identity import RunSpec
 from service.queue import TRAIN_TASK
 from service.records import RunStatus, read_status, write_status
 from service.store import open_store
-from workers.app import app, settings
+from workers.app import app, draining, settings
 
 log = structlog.get_logger(__name__)
 RETRY_SECONDS = 30
 
 
-@app.task(name=TRAIN_TASK, bind=True, max_retries=5)
+class TrainTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Called in the worker's parent process when the hard time limit killed the pool
+        # process: nothing else would record the run, left `running` with its message acked.
+        if isinstance(exc, TimeLimitExceeded):
+            _record_time_limit(kwargs.get("run"), kwargs.get("study_id"))
+
+
+@app.task(name=TRAIN_TASK, bind=True, max_retries=5, base=TrainTask)
 def train_run(self, run: dict, study_id: str, store: str) -> dict:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(study_id=study_id, run_id=run.get("run_id", "?") if isinstance(run, dict) else "?")
@@ -52,6 +62,8 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
         log.info("run cancelled before it started")
         return {"run_id": spec.run_id, "state": "cancelled"}
 
+    if draining():
+        raise Reject("worker shutting down: run handed back before it started", requeue=True)
     lease = RunLease(control.client, spec.run_id, f"{self.request.hostname}:{self.request.id}", settings.lease_seconds)
     if not lease.acquire():
         # Another attempt is training this run right now: come back when its lease may be gone.
@@ -84,26 +96,66 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
             own,
             should_stop=lambda: _cancelled(control, spec.run_id),
             still_owner=lease.still_valid,
+            should_pause=draining,
         )
     except LeaseLost:
         return {"run_id": spec.run_id, "state": "superseded"}
-    except StoreError as exc:
-        if getattr(exc, "transient", False):
-            log.warning("store unavailable, retrying", error=str(exc))
-            raise task.retry(exc=exc, countdown=RETRY_SECONDS) from None
-        log.error("run failed", error=str(exc))
-        _report_if_finished(own, study_id)
-        return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
-    except AblateError as exc:
-        log.error("run failed", error=str(exc))
-        _report_if_finished(own, study_id)
-        return {"run_id": spec.run_id, "state": "failed", "error": str(exc)}
-    except Exception:
-        _report_if_finished(own, study_id)
-        raise
+    except Exception as exc:
+        if not _over_time_limit(exc):
+            return _train_failed(task, exc, spec.run_id, own, study_id)
+        # (The runner marked it failed with whatever the limit interrupted: say what happened.)
+        _record_time_limit(spec.model_dump(mode="json"), study_id, also_failed=True)
+        return {"run_id": spec.run_id, "state": "failed", "error": "time limit"}
+    if result.state == "requeued":
+        # Back on the queue (at its head), for another worker to resume from the checkpoint.
+        raise Reject(f"worker shutting down: run handed back at epoch {result.epochs_run}", requeue=True)
     log.info("run finished", state=result.state, reused=result.reused, test_accuracy=result.test_accuracy)
     _report_if_finished(own, study_id)
     return {"run_id": spec.run_id, "state": result.state, "reused": result.reused}
+
+
+def _over_time_limit(exc: BaseException | None) -> bool:
+    """The soft time limit may interrupt any call, and a store wraps what it interrupts."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, SoftTimeLimitExceeded):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _train_failed(task, exc: Exception, run_id: str, own, study_id: str) -> dict:
+    """Map a training error: a store outage is retried, a known error fails the run, anything
+    else fails the task too (after the report, which marks the run)."""
+    if isinstance(exc, StoreError) and getattr(exc, "transient", False):
+        log.warning("store unavailable, retrying", error=str(exc))
+        raise task.retry(exc=exc, countdown=RETRY_SECONDS) from None
+    _report_if_finished(own, study_id)
+    if not isinstance(exc, AblateError):
+        raise exc
+    log.error("run failed", error=str(exc))
+    return {"run_id": run_id, "state": "failed", "error": str(exc)}
+
+
+def _record_time_limit(run: object, study_id: object, also_failed: bool = False) -> None:
+    """Mark a run that outlived ABLATE_RUN_TIME_LIMIT as failed (not retried: it would again)."""
+    if not isinstance(run, dict) or not isinstance(study_id, str):
+        return
+    try:
+        spec = RunSpec.model_validate(run)
+        store = _store(settings.store)
+        status = read_status(store, spec.run_id)
+        if status is None or status.state not in ("queued", "running", *(["failed"] if also_failed else [])):
+            return
+        error = (
+            f"exceeded the run time limit of {settings.run_time_limit}s at epoch {status.epoch} "
+            "(raise ABLATE_RUN_TIME_LIMIT, and ABLATE_VISIBILITY_TIMEOUT above it)"
+        )
+        write_status(store, status.model_copy(update={"state": "failed", "error": error}))
+        log.error("run failed", run_id=spec.run_id, study_id=study_id, error=error)
+        _report_if_finished(store, study_id)
+    except Exception as exc:  # recording must never take the worker down
+        log.error("could not record the time limit", error=f"{type(exc).__name__}: {exc}")
 
 
 @functools.lru_cache(maxsize=8)

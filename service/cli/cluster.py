@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,22 +193,56 @@ def pull(study_id: str, dest: str, store: str | None) -> None:
 
 @cli.command()
 @click.option("--queue", "-Q", help="Queue to consume (default: $ABLATE_QUEUE).")
-@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once (pool processes).")
-@click.option("--hostname", "-n", help="Worker name (default: celery@<host>).")
+@click.option("--gpus", default="auto", show_default=True, help="GPUs to train on: auto (every GPU nvidia-smi lists), none (CPU), or indices such as 0,2.")
+@click.option("--runs-per-gpu", type=click.IntRange(1, 64), help="Runs trained at once on each GPU, each in its own process (default: $ABLATE_RUNS_PER_GPU, 1).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), help="Without GPUs: runs trained at once (pool processes)  [default: 1]")
+@click.option("--hostname", "-n", help="Worker name (default: celery@<host>; gpu<i>-<model>@<host> per GPU).")
 @click.option("--loglevel", "-l", default="info", show_default=True)
-def worker(queue: str | None, concurrency: int, hostname: str | None, loglevel: str) -> None:
-    """Start a Celery worker that trains runs (needs the `worker` extra)."""
+@click.option("--gpu-child", is_flag=True, hidden=True, help="Internal: the worker of one GPU, started by the GPU supervisor.")
+def worker(
+    queue: str | None,
+    gpus: str,
+    runs_per_gpu: int | None,
+    concurrency: int | None,
+    hostname: str | None,
+    loglevel: str,
+    gpu_child: bool,
+) -> None:
+    """Start a Celery worker that trains runs (needs the `worker` extra).
+
+    With GPUs, one worker process per GPU, pinned with CUDA_VISIBLE_DEVICES, each training
+    --runs-per-gpu runs at once under a per-process memory cap; without, --concurrency runs
+    on the CPU.
+    """
+    from service.settings import get_settings
+    from workers.gpus import detect_gpus, select_gpus  # nvidia-smi, never TensorFlow
+
+    settings = get_settings()
+    queue = queue or settings.queue
+    if not gpu_child:
+        selected = select_gpus(gpus, detect_gpus())
+        if selected:
+            if concurrency is not None:
+                raise AblateError("--concurrency is for CPU workers; with GPUs use --runs-per-gpu (or --gpus none)")
+            _supervise_gpus(selected, runs_per_gpu or settings.runs_per_gpu, queue, hostname, loglevel, settings)
+            return
+        if gpus.strip().lower() == "none":
+            os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # the pool processes train on the CPU
+        elif runs_per_gpu is not None:
+            raise AblateError(
+                f"--runs-per-gpu {runs_per_gpu}: no GPU found (nvidia-smi lists none"
+                + (f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
+                + "); use --concurrency on a CPU worker, or --gpus none"
+            )
     try:
         from workers.app import app
     except ImportError as exc:
         raise AblateError(f"the worker needs the training extra: pip install 'ablate[worker]' ({exc})") from None
-    from service.settings import get_settings
 
-    settings = get_settings()
     argv = [
         "worker",
-        f"--queues={queue or settings.queue}",
-        f"--concurrency={concurrency}",
+        f"--queues={queue}",
+        f"--concurrency={concurrency or 1}",
         # prefork: the parent never imports TensorFlow, each pool process trains (see README)
         "--pool=prefork",
         f"--loglevel={loglevel}",
@@ -216,5 +251,29 @@ def worker(queue: str | None, concurrency: int, hostname: str | None, loglevel: 
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    console.print(escape(f"worker on {settings.broker_url_redacted()} queue {queue or settings.queue}, store {settings.store}"), highlight=False)
+    runs = f"{concurrency or 1} run{'s' if (concurrency or 1) > 1 else ''} at once"
+    if gpu_child:
+        device = os.environ.get("CUDA_VISIBLE_DEVICES", "?")
+        memory = settings.gpu_memory_mb
+        where = f"GPU {device}, {runs}, " + (f"{memory} MiB each" if memory else "memory growth")
+    else:
+        where = f"CPU, {runs}"
+    console.print(escape(f"worker on {settings.broker_url_redacted()} queue {queue}, store {settings.store} ({where})"), highlight=False)
     app.worker_main(argv)
+
+
+def _supervise_gpus(gpus, runs_per_gpu: int, queue: str, hostname: str | None, loglevel: str, settings) -> None:
+    from service.logs import configure_logging
+    from workers.supervisor import start_children, supervise
+
+    configure_logging(settings.log_level, settings.log_format)  # the supervisor's own events
+    names = ", ".join(f"{gpu.index} ({gpu.name})" for gpu in gpus)
+    console.print(
+        escape(f"GPU workers on {settings.broker_url_redacted()} queue {queue}, store {settings.store}: "
+               f"GPUs {names}, {runs_per_gpu} runs per GPU"),
+        highlight=False,
+    )
+    children = start_children(gpus, runs_per_gpu, queue, hostname, loglevel, settings.gpu_memory_mb)
+    code = supervise(children)
+    if code:
+        sys.exit(code)

@@ -189,9 +189,21 @@ class TrainingSpec(StrictModel):
     batch_size: Annotated[int, Field(gt=0, le=65_536)] = 32
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     early_stopping: EarlyStopping | None = None
-    mixed_precision: bool = False
+    mixed_precision: bool | Literal["float16", "bfloat16"] = False
+    """false (float32), true (bfloat16 on GPUs of compute capability 8.0+, else float16),
+    float16 or bfloat16; applied on GPUs only, the output layer always float32."""
     jit_compile: bool = False
+    """XLA; turned off for augmentation layers it cannot compile (rotation, zoom,
+    translation, random_crop)."""
     steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = 1
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _precision_choice(cls, value: object) -> object:
+        # One clear message instead of one per member of the union.
+        if not (isinstance(value, bool) or value in ("float16", "bfloat16")):
+            raise ValueError("must be false, true, float16 or bfloat16")
+        return value
 
 
 class TrainConfig(StrictModel):

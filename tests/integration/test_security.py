@@ -114,7 +114,7 @@ class DebugWorkers(Workers):
         log = self.logs_dir / f"worker{index}.log"
         self.logs.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "-c", "1", "-l", "debug", "-n", f"sec{index}-{uuid.uuid4().hex[:6]}@%h"],
+            [sys.executable, "-m", "service.cli", "worker", "--gpus", "none", "-c", "1", "-l", "debug", "-n", f"sec{index}-{uuid.uuid4().hex[:6]}@%h"],
             cwd=REPO,
             env=self.env,
             stdout=log.open("w"),

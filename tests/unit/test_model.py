@@ -343,6 +343,13 @@ def test_factory_is_called_and_wrapped_after_augmentation(factory_module):
     assert model.output_shape == (None, 7)
 
 
+def test_a_factory_model_under_mixed_precision_still_outputs_float32(factory_module, mixed_precision):
+    model = build_model(make_config(model={"factory": f"{factory_module}:make"}), (8, 8, 1), 7)
+    assert model.get_layer("user_model").output.dtype == "float16"  # the user's softmax
+    assert model.layers[-1].name == "predictions_float32" and model.output.dtype == "float32"
+    assert keras.ops.convert_to_numpy(model(asymmetric_images())).dtype == np.float32
+
+
 def test_factory_not_returning_a_model_is_refused(factory_module):
     config = make_config(model={"factory": f"{factory_module}:not_a_model"})
     with pytest.raises(

@@ -1,0 +1,208 @@
+"""workers.gpus and `ablate worker --gpus`: nvidia-smi output, CUDA_VISIBLE_DEVICES, how GPUs
+are shared out, and the command's errors. No TensorFlow, no GPU: captured nvidia-smi output and
+a fake nvidia-smi on PATH."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from service.cli import cli
+from workers.gpus import (
+    Gpu,
+    GpuSelectionError,
+    detect_gpus,
+    memory_limit_mb,
+    parse_nvidia_smi,
+    select_gpus,
+    visible_indices,
+    worker_env,
+    worker_hostname,
+)
+
+# `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`, as printed
+# on a 4-GPU H100 node and on a machine with an older card.
+FOUR_H100 = """0, NVIDIA H100 80GB HBM3, 81559
+1, NVIDIA H100 80GB HBM3, 81559
+2, NVIDIA H100 80GB HBM3, 81559
+3, NVIDIA H100 80GB HBM3, 81559
+"""
+TWO_GPUS = "0, NVIDIA H100 80GB HBM3, 81559\n1, Tesla T4, 15360\n"
+
+
+def fake_nvidia_smi(directory, output: str = TWO_GPUS, code: int = 0) -> dict[str, str]:
+    """A PATH holding only a fake `nvidia-smi` that prints `output` and exits with `code`."""
+    (directory / "nvidia-smi.txt").write_text(output)
+    script = directory / "nvidia-smi"
+    # Shell builtins only: the script needs nothing else on PATH.
+    script.write_text(
+        "#!/bin/sh\n"
+        f"while IFS= read -r line; do printf '%s\\n' \"$line\"; done < '{directory}/nvidia-smi.txt'\n"
+        f"exit {code}\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": str(directory)}
+
+
+def test_parses_index_name_and_memory():
+    gpus = parse_nvidia_smi(FOUR_H100)
+    assert [gpu.index for gpu in gpus] == [0, 1, 2, 3]
+    assert gpus[0] == Gpu(0, "NVIDIA H100 80GB HBM3", 81559)
+    assert gpus[0].slug == "nvidia-h100-80gb-hbm3"
+
+
+def test_unreported_memory_and_non_rows_are_handled():
+    text = "WARNING: infoROM is corrupted at gpu 0000:01:00.0\n0, NVIDIA A100-SXM4-40GB MIG 1g.5gb, [N/A]\n\n"
+    assert parse_nvidia_smi(text) == [Gpu(0, "NVIDIA A100-SXM4-40GB MIG 1g.5gb", None)]
+    assert parse_nvidia_smi("No devices were found\n") == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", []), ("-1", []), ("1,0", [1, 0]), ("2, 3", [2, 3]), ("0,-1,1", [0])],
+)
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(value, expected):
+    env = {} if value is None else {"CUDA_VISIBLE_DEVICES": value}
+    assert visible_indices(env) == expected
+
+
+def test_cuda_visible_devices_with_uuids_is_a_clear_error():
+    with pytest.raises(GpuSelectionError, match="CUDA_VISIBLE_DEVICES=GPU-8f1c.*indices"):
+        visible_indices({"CUDA_VISIBLE_DEVICES": "GPU-8f1c"})
+
+
+def test_detects_through_nvidia_smi_on_path(tmp_path):
+    gpus = detect_gpus(fake_nvidia_smi(tmp_path))
+    assert [(gpu.index, gpu.name, gpu.memory_mb) for gpu in gpus] == [
+        (0, "NVIDIA H100 80GB HBM3", 81559),
+        (1, "Tesla T4", 15360),
+    ]
+
+
+def test_existing_cuda_visible_devices_narrows_and_orders_the_gpus(tmp_path):
+    env = {**fake_nvidia_smi(tmp_path, FOUR_H100), "CUDA_VISIBLE_DEVICES": "3,1,7"}
+    assert [gpu.index for gpu in detect_gpus(env)] == [3, 1]
+    assert detect_gpus({**env, "CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_no_nvidia_smi_or_a_failing_one_means_no_gpu(tmp_path):
+    assert detect_gpus({"PATH": str(tmp_path)}) == []
+    failing = fake_nvidia_smi(tmp_path, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", 9)
+    assert detect_gpus(failing) == []
+
+
+def test_gpu_choice_auto_none_and_indices():
+    gpus = parse_nvidia_smi(FOUR_H100)
+    assert select_gpus("auto", gpus) == gpus
+    assert select_gpus("none", gpus) == []
+    assert [gpu.index for gpu in select_gpus("2,0,2", gpus)] == [2, 0]
+    with pytest.raises(GpuSelectionError, match=r"GPU 5 is not visible here \(GPUs found: 0, 1, 2, 3\)"):
+        select_gpus("0,5", gpus)
+    with pytest.raises(GpuSelectionError, match="expected auto, none or GPU indices"):
+        select_gpus("first", gpus)
+
+
+def test_memory_cap_is_a_share_of_ninety_percent_or_the_setting():
+    h100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559)
+    assert memory_limit_mb(h100, 1, None) is None  # one run per GPU: memory growth
+    assert memory_limit_mb(h100, 8, None) == int(81559 * 0.9 / 8) == 9175
+    assert memory_limit_mb(h100, 8, 4000) == 4000
+    assert memory_limit_mb(h100, 1, 4000) == 4000
+    assert memory_limit_mb(Gpu(0, "MIG", None), 4, None) is None
+
+
+def test_worker_names_say_which_gpu():
+    gpu = Gpu(2, "NVIDIA H100 80GB HBM3", 81559)
+    assert worker_hostname(gpu, None, 4) == "gpu2-nvidia-h100-80gb-hbm3@%h"
+    assert worker_hostname(gpu, "ablate@%h", 1) == "ablate@%h"  # the image's health check pings it
+    assert worker_hostname(gpu, "ablate@%h", 4) == "ablate-gpu2-nvidia-h100-80gb-hbm3@%h"
+
+
+def test_worker_env_pins_the_gpu_and_passes_the_cap():
+    gpu = Gpu(3, "Tesla T4", 15360)
+    env = worker_env(gpu, 2, 6912, {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1,3"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert env["ABLATE_GPU_MEMORY_MB"] == "6912" and env["ABLATE_RUNS_PER_GPU"] == "2"
+    assert env["PATH"] == "/bin"
+    assert "ABLATE_GPU_MEMORY_MB" not in worker_env(gpu, 1, None, {"ABLATE_GPU_MEMORY_MB": "100"})
+
+
+# The command's errors come before anything starts.
+
+
+@pytest.fixture
+def invoke_worker(monkeypatch):
+    """`ablate worker ARGS` with PATH set; starting a worker or a supervisor fails the test."""
+    import celery
+
+    import workers.supervisor
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(f"a worker was started, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}")
+
+    monkeypatch.setattr(celery.Celery, "worker_main", refuse)
+    monkeypatch.setattr(workers.supervisor, "start_children", refuse)
+
+    def invoke(args: list[str], path: str):
+        env = {"PATH": path, "CUDA_VISIBLE_DEVICES": None}
+        return CliRunner().invoke(cli, ["worker", *args], env=env)
+
+    return invoke
+
+
+def test_runs_per_gpu_without_a_gpu_is_an_error_unless_gpus_none(tmp_path, invoke_worker):
+    result = invoke_worker(["--runs-per-gpu", "2"], str(tmp_path))
+    assert result.exit_code == 2
+    assert "--runs-per-gpu 2: no GPU found" in result.output and "--gpus none" in result.output
+    started = invoke_worker(["--gpus", "none", "--runs-per-gpu", "2"], str(tmp_path))
+    assert str(started.exception) == "a worker was started, CUDA_VISIBLE_DEVICES=-1"  # on the CPU
+
+
+def test_gpus_none_hides_the_gpus_from_the_training_processes(tmp_path, invoke_worker):
+    fake_nvidia_smi(tmp_path)
+    started = invoke_worker(["--gpus", "none", "--concurrency", "2"], str(tmp_path))
+    assert str(started.exception) == "a worker was started, CUDA_VISIBLE_DEVICES=-1"
+    started = invoke_worker(["--gpus", "auto", "--concurrency", "2"], str(tmp_path / "no-gpu"))
+    assert str(started.exception) == "a worker was started, CUDA_VISIBLE_DEVICES=None"
+
+
+def test_an_absent_gpu_index_is_an_error(tmp_path, invoke_worker):
+    fake_nvidia_smi(tmp_path)
+    result = invoke_worker(["--gpus", "0,4"], str(tmp_path))
+    assert result.exit_code == 2
+    assert "--gpus 0,4: GPU 4 is not visible here (GPUs found: 0, 1)" in result.output
+
+
+def test_concurrency_with_gpus_points_to_runs_per_gpu(tmp_path, invoke_worker):
+    fake_nvidia_smi(tmp_path)
+    result = invoke_worker(["--concurrency", "2"], str(tmp_path))
+    assert result.exit_code == 2
+    assert "--concurrency is for CPU workers; with GPUs use --runs-per-gpu" in result.output
+
+
+def test_the_detection_module_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = "import sys, workers.gpus, workers.supervisor; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={**os.environ})
+    assert done.returncode == 0, done.stderr
+
+
+def test_gpu_settings_are_validated_and_pool_processes_recycled_only_when_asked():
+    from pydantic import ValidationError
+
+    from service.queue import make_celery
+    from service.settings import Settings
+
+    assert Settings().runs_per_gpu == 1 and Settings().gpu_memory_mb is None
+    assert make_celery(Settings()).conf.worker_max_tasks_per_child is None
+    assert make_celery(Settings(max_runs_per_process=50)).conf.worker_max_tasks_per_child == 50
+    for field, value in (("gpu_memory_mb", 0), ("runs_per_gpu", 0), ("max_runs_per_process", 0)):
+        with pytest.raises(ValidationError, match=field):
+            Settings(**{field: value})

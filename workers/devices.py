@@ -1,0 +1,163 @@
+"""How a training process uses its device: GPU memory, precision policy, XLA, clean-up.
+
+Decided in the process that trains (a Celery pool process or an `ablate run` child), each run
+recording what it asked for and what it got. No-ops without a GPU.
+
+- Memory: before TensorFlow first touches a GPU, either memory growth (the default: one run per
+  GPU) or a logical device capped at ABLATE_GPU_MEMORY_MB (several runs per GPU; `ablate worker`
+  sets the cap). TensorFlow never hands memory back to the driver, so the cap is what keeps a
+  long-lived process bounded; between runs the process frees its tensors back to its own pool.
+- Precision: `training.mixed_precision` true means bfloat16 on GPUs of compute capability 8.0 or
+  newer, float16 on older ones; on a CPU it is not applied (float16 kernels there are slow or
+  missing) and the run says so.
+- XLA: off when an augmentation layer cannot be compiled (their image transform,
+  ImageProjectiveTransformV3, has no XLA kernel: tests/unit/test_devices.py tries each layer).
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import structlog
+import tensorflow as tf
+
+from service.settings import get_settings
+from service.spec.models import TrainConfig
+
+log = structlog.get_logger(__name__)
+
+XLA_INCOMPATIBLE_AUGMENTATION = ("rotation", "zoom", "translation", "random_crop")
+"""Augmentation fields whose Keras layers use ImageProjectiveTransformV3 (random_crop is a
+pixel shift built on RandomTranslation): XLA cannot compile them, on the CPU or a GPU."""
+BFLOAT16_CAPABILITY = (8, 0)
+
+_memory: dict[str, Any] | None = None
+
+
+def configure_gpu_memory() -> dict[str, Any]:
+    """Memory growth or a per-process cap on every visible GPU; idempotent, and a no-op
+    without GPUs. Returns what was set, for metrics.json."""
+    global _memory
+    if _memory is not None:
+        return _memory
+    gpus = tf.config.list_physical_devices("GPU")
+    limit_mb = get_settings().gpu_memory_mb
+    memory: dict[str, Any] = {"gpu_memory_limit_mb": None, "gpu_memory_growth": False}
+    try:
+        for gpu in gpus:
+            if limit_mb is not None:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit_mb)]
+                )
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        if gpus:
+            memory = {"gpu_memory_limit_mb": limit_mb, "gpu_memory_growth": limit_mb is None}
+    except RuntimeError as exc:  # something initialised the GPU first: keep TensorFlow's default
+        log.warning("GPU memory policy not applied: the GPU was already initialised", error=str(exc))
+        memory = {"gpu_memory_limit_mb": None, "gpu_memory_growth": False, "gpu_memory_reason": str(exc)}
+    _memory = memory
+    return memory
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability") or (0, 0)))
+    return capabilities
+
+
+@dataclass(frozen=True)
+class Precision:
+    requested: str
+    policy: str
+    reason: str | None = None
+
+
+def choose_precision(requested: bool | str, capabilities: list[tuple[int, int]]) -> Precision:
+    """The dtype policy for `training.mixed_precision` on GPUs with these compute capabilities."""
+    if requested is False:
+        return Precision("float32", "float32")
+    wanted = "mixed (auto)" if requested is True else f"mixed_{requested}"
+    if not capabilities:
+        return Precision(wanted, "float32", "no GPU: mixed precision is applied on GPUs only")
+    oldest = min(capabilities)
+    capability = f"{oldest[0]}.{oldest[1]}"
+    if requested is True:
+        policy = "mixed_bfloat16" if oldest >= BFLOAT16_CAPABILITY else "mixed_float16"
+        return Precision(wanted, policy, f"true: {policy.removeprefix('mixed_')} on compute capability {capability}")
+    if requested == "bfloat16" and oldest < BFLOAT16_CAPABILITY:
+        return Precision(wanted, "float32", f"bfloat16 needs compute capability 8.0 or newer; this GPU has {capability}")
+    return Precision(wanted, f"mixed_{requested}")
+
+
+@dataclass(frozen=True)
+class Xla:
+    requested: bool
+    applied: bool
+    reason: str | None = None
+
+
+def choose_xla(config: TrainConfig) -> Xla:
+    """XLA as `training.jit_compile` asks, unless an augmentation layer cannot be compiled."""
+    requested = config.training.jit_compile
+    blockers = [
+        f"augmentation.{name}"
+        for name in XLA_INCOMPATIBLE_AUGMENTATION
+        if getattr(config.augmentation, name) not in (0, 0.0, False)
+    ]
+    if requested and blockers:
+        reason = f"{', '.join(blockers)}: the image transform of these layers cannot be XLA-compiled"
+        return Xla(True, False, reason)
+    return Xla(requested, requested)
+
+
+def xla_after_compile(xla: Xla, model: keras.Model) -> Xla:
+    """Keras itself turns XLA off for layers that declare they cannot be compiled (a factory's
+    lookup or recurrent layers, say): record that too."""
+    if not xla.applied or model.jit_compile:
+        return xla
+    layers = getattr(model, "_flatten_layers", lambda: model.layers)()
+    names = [layer.name for layer in layers if not getattr(layer, "supports_jit", True)]
+    detail = f"layers {', '.join(names)} do not support XLA" if names else "op determinism is on"
+    return Xla(xla.requested, False, f"Keras turned XLA off: {detail}")
+
+
+def reset_peak_memory() -> None:
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def peak_memory_mb() -> float | None:
+    """Peak GPU memory this process allocated since `reset_peak_memory` (MiB), None on a CPU."""
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+
+
+def forget_frames(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames a failed run's exception still reaches:
+    its traceback's and their callers' (Keras' traceback filtering hides `fit` and its caller
+    from the traceback, not from the frames), so that the model can be collected while the
+    exception is still being handled."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        while frame is not None:
+            try:
+                frame.clear()
+            except RuntimeError:  # still executing: the runner and its callers
+                break
+            frame = frame.f_back
+        tb = tb.tb_next
+
+
+def release_run_memory() -> None:
+    """After a run, successful or not: drop Keras' global state (the dtype policy included)
+    and collect the run's model and tensors, so the next run reuses the process's memory."""
+    keras.backend.clear_session(free_memory=False)
+    gc.collect()
