@@ -159,16 +159,8 @@ class Study:
         for run_id in pending:
             status = read_status(self.store, run_id)
             if status is None or status.state == "queued":
-                write_status(
-                    self.store,
-                    RunStatus(
-                        run_id=run_id,
-                        state="cancelled",
-                        attempt=status.attempt if status else 0,
-                        epoch=status.epoch if status else 0,
-                        task_id=status.task_id if status else None,
-                    ),
-                )
+                task_id = status.task_id if status else None
+                write_status(self.store, RunStatus.after(status, run_id, "cancelled", task_id=task_id))
         return len(pending)
 
     def results(self) -> list[dict[str, Any]]:
@@ -281,17 +273,8 @@ class AblationClient:
             self.control.uncancel([run_id])
             task_id = f"{run_id}-{uuid.uuid4().hex[:12]}"
             self.store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})
-            write_status(
-                self.store,
-                RunStatus(
-                    run_id=run_id,
-                    state="queued",
-                    attempt=status.attempt if status else 0,
-                    epoch=status.epoch if status else 0,
-                    queued_at=utcnow(),
-                    task_id=task_id,
-                ),
-            )
+            fresh = RunStatus.after(status, run_id, "queued", queued_at=utcnow(), task_id=task_id)
+            write_status(self.store, fresh)
             self.celery.send_task(
                 TRAIN_TASK,
                 kwargs={"run": run.model_dump(mode="json"), "study_id": plan.study_id, "store": self.store.url},

@@ -122,7 +122,9 @@ def run_plan(
                 progress.running.pop(run_id, None)
                 progress.outcomes[run_id] = _outcome(run_id, future)
                 progress.done += 1
-            _poll_running(progress, store, [futures[f] for f in remaining])
+            # Only runs a training process has taken: reading every pending run's status.json
+            # twice a second would take CPU from the training processes on a small machine.
+            _poll_running(progress, store, [futures[f] for f in remaining if f.running()])
             notify(progress)
     finally:
         if own:

@@ -74,6 +74,12 @@ class RunStatus(BaseModel):
     resumed_from_epoch: int | None = None
     history: list[EpochRecord] = Field(default_factory=list)
 
+    @classmethod
+    def after(cls, previous: RunStatus | None, run_id: str, state: RunState, **fields: Any) -> RunStatus:
+        """A fresh status for `run_id` that carries over the attempt count and epoch of `previous`."""
+        carried = {"attempt": previous.attempt, "epoch": previous.epoch} if previous else {}
+        return cls(run_id=run_id, state=state, **{**carried, **fields})
+
 
 class TestMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid")

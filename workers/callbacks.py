@@ -1,8 +1,9 @@
 """The one Keras callback a run trains with: record the epoch, act on it, persist it.
 
 At each epoch end it appends the epoch to the history, stops a diverged run (NaN/inf loss),
-applies reduce-on-plateau and early stopping with state that survives a resume, writes a
-checkpoint and streams the history into `status.json`. It uses epoch hooks only, so Keras never
+applies reduce-on-plateau and early stopping with state that survives a resume, and hands a
+copy of the variables to the checkpoint writer, which stores the checkpoint and then streams the
+history into `status.json` while the next epoch trains. It uses epoch hooks only, so Keras never
 syncs the device per batch on its account.
 """
 
@@ -30,6 +31,7 @@ class EpochRecorder(keras.callbacks.Callback):
         status: RunStatus,
         state: TrainingState,
         variables: Callable[[], list],
+        writer: checkpoint.Writer,
         should_stop: Callable[[], bool] | None = None,
         still_owner: Callable[[], bool] | None = None,
         should_pause: Callable[[], bool] | None = None,
@@ -40,6 +42,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.status = status
         self.state = state
         self.variables = variables
+        self.writer = writer
         self.should_stop = should_stop
         self.still_owner = still_owner
         self.should_pause = should_pause
@@ -58,6 +61,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._started
+        self.writer.raise_failure()  # an earlier epoch's checkpoint could not be stored
         logs = logs or {}
         record = EpochRecord(
             epoch=epoch + 1,
@@ -88,18 +92,26 @@ class EpochRecorder(keras.callbacks.Callback):
         self._reduce_on_plateau(logs)
         self._early_stopping(logs)
         self.state.learning_rate = current_learning_rate(self.model.optimizer)
-        checkpoint.save(self.store, self.status.run_id, self.variables(), self.state)
+        values, state = checkpoint.snapshot(self.variables(), self.state)
         unfinished = epoch + 1 < self.config.training.epochs and not self.model.stop_training
         if unfinished and self.should_stop is not None and self.should_stop():
-            # Stop at an epoch boundary, just after a checkpoint: nothing is lost.
+            # Stop at an epoch boundary, just after this checkpoint: nothing is lost.
             self.cancelled = True
             self.model.stop_training = True
         elif unfinished and self.should_pause is not None and self.should_pause():
             # The worker is shutting down: hand the run back, to resume from this checkpoint.
             self.paused = True
             self.model.stop_training = True
-        else:
-            write_status(self.store, self.status)
+        # The runner writes the final status of a stopped run, once the writer is done.
+        status = None if self.cancelled or self.paused else self.status.model_copy(deep=True)
+        store, run_id = self.store, self.status.run_id
+
+        def store_epoch() -> None:
+            checkpoint.save(store, run_id, values, state)
+            if status is not None:
+                write_status(store, status)
+
+        self.writer.submit(store_epoch)
         self.checkpoint_seconds += time.perf_counter() - started
 
     def _reduce_on_plateau(self, logs: dict) -> None:

@@ -3,13 +3,19 @@
 One `.npz` per epoch under `runs/{run_id}/checkpoints/` (plain arrays, read with
 allow_pickle=False), plus `latest.json` pointing at the newest. The two newest are kept so a
 corrupt latest checkpoint falls back to the one before it, and from there to scratch.
+
+Training does not wait for the store: at each epoch end the variables are copied to host memory
+and a `Writer` thread stores them (and the status that follows) while the next epoch trains.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +56,55 @@ def save(store: Store, run_id: str, variables: list[Any], state: TrainingState) 
     store.put_json(run_key(run_id, "checkpoints/latest.json"), {"epoch": state.epoch})
     for old in _epochs(store, run_id)[:-KEEP]:
         store.delete(_key(run_id, old))
+
+
+def snapshot(variables: list[Any], state: TrainingState) -> tuple[list[np.ndarray], TrainingState]:
+    """Copies of the variables' values and of the state, for a write that trains on meanwhile."""
+    return [np.array(v, copy=True) for v in variables], replace(state, history=list(state.history))
+
+
+class Writer:
+    """Stores checkpoints on a thread of their own, in the order submitted.
+
+    At most one write waits while another is in progress (`submit` blocks beyond that), so a
+    slow store holds training back rather than piling up copies in memory, and a crash loses at
+    most the two newest epochs' checkpoints. A failed write stops all later ones and is raised
+    in the training thread by the next `raise_failure`, `submit` or `close`.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1)
+        self._failure: BaseException | None = None
+        self._raised = False
+        self._thread = threading.Thread(target=self._work, name="checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.raise_failure()
+        self._jobs.put(job)
+
+    def raise_failure(self) -> None:
+        if self._failure is not None:
+            self._raised = True
+            raise self._failure
+
+    def close(self, raise_failure: bool = True) -> None:
+        """Wait for every submitted write; then raise a failed one (unless the caller is already
+        handling an error of its own: the write's error is logged then)."""
+        self._jobs.put(None)
+        self._thread.join()
+        if raise_failure:
+            self.raise_failure()
+        elif self._failure is not None and not self._raised:
+            log.warning("checkpoint write failed", error=f"{type(self._failure).__name__}: {self._failure}")
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._failure is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the training thread
+                    self._failure = exc
 
 
 def restore(store: Store, run_id: str, variables: list[Any]) -> TrainingState | None:

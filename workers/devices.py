@@ -156,8 +156,23 @@ def forget_frames(exc: BaseException) -> None:
         tb = tb.tb_next
 
 
+_frozen = False
+
+
+def freeze_imports() -> None:
+    """Once per process, before its first run: move what is alive now (TensorFlow's and Keras'
+    modules, hundreds of thousands of objects) out of the garbage collector's sight, so each
+    run's collection scans only the run's own objects (about 0.01 s instead of 0.2 s)."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
+
+
 def release_run_memory() -> None:
     """After a run, successful or not: drop Keras' global state (the dtype policy included)
-    and collect the run's model and tensors, so the next run reuses the process's memory."""
+    and collect the run's model and tensors, so the next run reuses the process's memory.
+    The one collection per run: the next run starts with `clear_session(free_memory=False)`."""
     keras.backend.clear_session(free_memory=False)
     gc.collect()

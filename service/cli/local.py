@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 import click
@@ -137,6 +138,7 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, t
         TextColumn("{task.fields[current]}"),
         console=console,
         transient=False,
+        refresh_per_second=4,  # rich's 10 a second takes CPU from training on a small machine
     ) as bar:
         task = bar.add_task("runs", total=plan.run_count, current="")
 
@@ -148,6 +150,7 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, t
             bar.update(task, completed=progress.done, current=current)
 
         trainers = trainers or Trainers(jobs, verbose)
+        _import_reporter_meanwhile()
         try:
             outcome = run_plan(plan, store, on_progress=show, trainers=trainers)
         finally:
@@ -164,6 +167,21 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, t
     console.print(f"report: {escape(report_location)}")
     if failed:
         sys.exit(1)
+
+
+def _import_reporter_meanwhile() -> None:
+    """Import the reporter (matplotlib, scipy: about a second) while the runs train, so the
+    report follows the last run at once. The import lock makes a later import wait for it."""
+
+    def load() -> None:
+        try:
+            import service.report.plots  # noqa: F401
+            import service.report.render  # noqa: F401
+            import service.report.summary  # noqa: F401
+        except ImportError:
+            pass  # the report's own import raises it where it can be reported
+
+    threading.Thread(target=load, name="import-reporter", daemon=True).start()
 
 
 def write_report_with_status(store, study_id: str) -> str:

@@ -98,6 +98,12 @@ def running_epoch(store, run_id: str, at_least: int):
     return status if status and status.state == "running" and status.epoch >= at_least else None
 
 
+def trainer(workers: Workers, worker: str | None) -> int | None:
+    """The `ablate worker` (its pid) whose pool process trained a run (`host:pid` in status)."""
+    owner = workers.owner_of(int(worker.rsplit(":", 1)[1])) if worker else None
+    return owner.pid if owner else None
+
+
 def keep_two_workers(workers: Workers) -> None:
     if sum(p.poll() is None for p in workers.processes) < 2:
         workers.add()
@@ -221,6 +227,7 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
 
 
 def test_redis_restarted_mid_study_loses_no_run(cluster):
+    keep_two_workers(cluster["workers"])
     c = client()
     study = submit_fresh(c, tiny("redis restart", epochs=15, seeds=4))
     wait_for(lambda: any(running_epoch(c.store, r, 2) for r in study.run_ids), 120, "training")
@@ -232,6 +239,12 @@ def test_redis_restarted_mid_study_loses_no_run(cluster):
     for run_id in study.run_ids:
         metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
         assert [h.epoch for h in metrics.history] == list(range(1, 16))
+
+    # Both workers reconnected and take new work: neither sits connected but idle.
+    after = submit_fresh(c, tiny("after the restart", epochs=16, seeds=6))
+    assert after.wait(timeout=240, poll_seconds=0.5).counts["succeeded"] == 6
+    trained_by = {trainer(cluster["workers"], read_status(c.store, r).worker) for r in after.run_ids}
+    assert None not in trained_by and len(trained_by) == 2, f"runs after the restart trained by {trained_by}:\n{cluster['workers'].text()[-4000:]}"
 
 
 def test_s3_down_for_ten_seconds_mid_run_and_the_run_completes(cluster):
