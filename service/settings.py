@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     queue: str = Field("ablate", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     """Celery queue the runs are sent to; split GPU and CPU pools with different names."""
     run_time_limit: int = Field(6 * 3600, gt=0)
-    """Seconds one run may train before the worker stops it (hard limit: + 5 minutes)."""
+    """Seconds one run may train: it stops at the next epoch end after this (hard limit: + 5% + 5 s)."""
     visibility_timeout: int = Field(7 * 3600, gt=0)
     """Seconds Redis waits before redelivering an unacknowledged run; longer than a run."""
     store_outage_seconds: float = Field(60.0, ge=0.0)

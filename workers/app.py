@@ -7,6 +7,7 @@ inside the task, so only the pool process that trains ever loads TensorFlow and 
 from __future__ import annotations
 
 import multiprocessing.sharedctypes
+import signal
 import sys
 
 from celery.signals import worker_init, worker_shutting_down
@@ -33,6 +34,30 @@ def draining() -> bool:
 @worker_shutting_down.connect
 def _start_draining(**_: object) -> None:
     _draining.value = 1
+
+
+_time_up = False
+
+
+def time_up() -> bool:
+    """Whether the run this pool process trains has passed ABLATE_RUN_TIME_LIMIT."""
+    return _time_up
+
+
+def watch_soft_time_limit() -> None:
+    """At the start of each task, in the pool process: the soft time limit (SIGUSR1 from the
+    worker's parent) only raises a flag, read by the run at its next epoch end. Celery's own
+    handler raises an exception wherever the signal lands, TensorFlow's native code included,
+    which can leave its state half-freed: a pool process died of heap corruption ("free():
+    invalid next size") that way. The hard limit still kills a run that never ends an epoch."""
+    global _time_up
+    _time_up = False
+    signal.signal(signal.SIGUSR1, _note_time_up)
+
+
+def _note_time_up(signum: int, frame: object) -> None:
+    global _time_up
+    _time_up = True
 
 
 @worker_init.connect

@@ -35,6 +35,7 @@ class EpochRecorder(keras.callbacks.Callback):
         should_stop: Callable[[], bool] | None = None,
         still_owner: Callable[[], bool] | None = None,
         should_pause: Callable[[], bool] | None = None,
+        time_up: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -46,8 +47,10 @@ class EpochRecorder(keras.callbacks.Callback):
         self.should_stop = should_stop
         self.still_owner = still_owner
         self.should_pause = should_pause
+        self.time_up = time_up
         self.cancelled = False
         self.paused = False
+        self.timed_out = False
         self.lost = False
         self.diverged_epoch: int | None = None
         self.stopped_early = False
@@ -102,8 +105,12 @@ class EpochRecorder(keras.callbacks.Callback):
             # The worker is shutting down: hand the run back, to resume from this checkpoint.
             self.paused = True
             self.model.stop_training = True
+        elif unfinished and self.time_up is not None and self.time_up():
+            self.timed_out = True
+            self.model.stop_training = True
         # The runner writes the final status of a stopped run, once the writer is done.
-        status = None if self.cancelled or self.paused else self.status.model_copy(deep=True)
+        stopped = self.cancelled or self.paused or self.timed_out
+        status = None if stopped else self.status.model_copy(deep=True)
         store, run_id = self.store, self.status.run_id
 
         def store_epoch() -> None:

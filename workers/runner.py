@@ -60,6 +60,10 @@ class LeaseLost(AblateError):
     """This attempt no longer owns the run (its lease expired and a newer attempt took it)."""
 
 
+class TimeLimitReached(AblateError):
+    """The run stopped at an epoch end because its time limit passed (`time_up` said so)."""
+
+
 class DatasetChanged(AblateError):
     """The data on disk no longer matches the fingerprint the run was planned with."""
 
@@ -70,6 +74,7 @@ def run(
     should_stop: Callable[[], bool] | None = None,
     still_owner: Callable[[], bool] | None = None,
     should_pause: Callable[[], bool] | None = None,
+    time_up: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Train `run_spec` (or reuse its stored result) and return how it ended.
 
@@ -78,7 +83,8 @@ def run(
     (the worker is shutting down): yes ends this attempt as `requeued`, its status back to
     `queued`, for another attempt to resume from that checkpoint. `still_owner` (the lease's
     fence) is asked before every write after training starts; when it says no, this attempt is
-    stale and stops with `LeaseLost`, writing nothing.
+    stale and stops with `LeaseLost`, writing nothing. `time_up` is asked last: yes ends the run
+    with `TimeLimitReached` (after that epoch's checkpoint), recorded as failed.
     """
     run_id = run_spec.run_id
     existing = _stored_result(store, run_id)
@@ -100,7 +106,7 @@ def run(
     )
     write_status(store, status)
     try:
-        return _train(run_spec, store, status, bound, should_stop, still_owner, should_pause)
+        return _train(run_spec, store, status, bound, should_stop, still_owner, should_pause, time_up)
     except LeaseLost:
         bound.warning("lease lost: a newer attempt owns the run; nothing written")
         raise
@@ -134,6 +140,7 @@ def _train(
     should_stop: Callable[[], bool] | None,
     still_owner: Callable[[], bool] | None,
     should_pause: Callable[[], bool] | None = None,
+    time_up: Callable[[], bool] | None = None,
 ) -> RunResult:
     def fence() -> None:
         if still_owner is not None and not still_owner():
@@ -190,7 +197,9 @@ def _train(
     write_status(store, status)
 
     writer = checkpoint.Writer()
-    recorder = EpochRecorder(config, store, status, state, variables, writer, should_stop, still_owner, should_pause)
+    recorder = EpochRecorder(
+        config, store, status, state, variables, writer, should_stop, still_owner, should_pause, time_up
+    )
     train_data = training_dataset(
         data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot
     )
@@ -214,6 +223,9 @@ def _train(
     fit_seconds = time.perf_counter() - fit_started
     if recorder.lost:
         fence()
+
+    if recorder.timed_out:
+        raise TimeLimitReached(f"the run time limit passed; stopped after epoch {state.epoch}")
 
     if recorder.diverged_epoch is not None:
         status.state = "diverged"

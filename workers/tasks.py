@@ -21,7 +21,7 @@ from service.identity import RunSpec
 from service.queue import TRAIN_TASK
 from service.records import RunStatus, read_status, write_status
 from service.store import open_store
-from workers.app import app, draining, settings
+from workers.app import app, draining, settings, time_up, watch_soft_time_limit
 
 log = structlog.get_logger(__name__)
 RETRY_SECONDS = 30
@@ -86,8 +86,10 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
         _report_if_finished(own, study_id)
         return {"run_id": spec.run_id, "state": "failed", "error": error}
 
-    from workers.runner import LeaseLost
+    from workers.runner import LeaseLost, TimeLimitReached
     from workers.runner import run as train  # TensorFlow loads here, in the pool process only
+
+    watch_soft_time_limit()
 
     log.info("run started", attempt=(previous.attempt if previous else 0) + 1, worker=task.request.hostname)
     try:
@@ -97,11 +99,12 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
             should_stop=lambda: _cancelled(control, spec.run_id),
             still_owner=lease.still_valid,
             should_pause=draining,
+            time_up=time_up,
         )
     except LeaseLost:
         return {"run_id": spec.run_id, "state": "superseded"}
     except Exception as exc:
-        if not _over_time_limit(exc):
+        if not isinstance(exc, TimeLimitReached) and not _over_time_limit(exc):
             return _train_failed(task, exc, spec.run_id, own, study_id)
         # (The runner marked it failed with whatever the limit interrupted: say what happened.)
         _record_time_limit(spec.model_dump(mode="json"), study_id, also_failed=True)

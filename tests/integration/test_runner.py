@@ -9,7 +9,7 @@ from service.records import RunMetrics, read_status, run_key
 from service.spec import spec_from_data
 from service.store import LocalStore
 from workers import checkpoint
-from workers.runner import run
+from workers.runner import TimeLimitReached, run
 
 
 def only_run(data: dict):
@@ -162,3 +162,15 @@ def test_mixed_precision_and_xla_are_recorded(tiny_spec, tmp_path):
     assert environment["precision_policy"] == "float32"
     assert environment["precision_reason"] == "no GPU: mixed precision is applied on GPUs only"
     assert environment["mixed_precision"] is True and environment["xla"] is True
+
+
+def test_a_run_past_its_time_limit_stops_at_the_epoch_end_after_a_checkpoint(tiny_spec, tmp_path):
+    tiny_spec["training"]["epochs"] = 6
+    store = LocalStore(tmp_path)
+    spec = only_run(tiny_spec)
+    with pytest.raises(TimeLimitReached, match="stopped after epoch 2"):
+        run(spec, store, time_up=iter([False, True]).__next__)
+    status = read_status(store, spec.run_id)
+    assert status.state == "failed" and status.epoch == 2 and "TimeLimitReached" in status.error
+    assert store.get_json(run_key(spec.run_id, "checkpoints/latest.json")) == {"epoch": 2}
+    assert not store.exists(run_key(spec.run_id, "metrics.json"))

@@ -127,7 +127,7 @@ def test_runs_csv_has_one_row_per_run_with_flattened_config(study):
 
 
 def test_runs_csv_loads_in_pandas(study):
-    pandas = pytest.importorskip("pandas")
+    import pandas
     _, data = study
     frame = pandas.read_csv(io.StringIO(runs_csv(data)))
     assert len(frame) == sum(len(variant.runs) for variant in data.variants)
