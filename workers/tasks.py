@@ -86,7 +86,7 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
         _report_if_finished(own, study_id)
         return {"run_id": spec.run_id, "state": "failed", "error": error}
 
-    from workers.runner import LeaseLost, TimeLimitReached
+    from workers.runner import LeaseLost
     from workers.runner import run as train  # TensorFlow loads here, in the pool process only
 
     watch_soft_time_limit()
@@ -104,7 +104,7 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
     except LeaseLost:
         return {"run_id": spec.run_id, "state": "superseded"}
     except Exception as exc:
-        if not isinstance(exc, TimeLimitReached) and not _over_time_limit(exc):
+        if not _over_time_limit(exc):
             return _train_failed(task, exc, spec.run_id, own, study_id)
         # (The runner marked it failed with whatever the limit interrupted: say what happened.)
         _record_time_limit(spec.model_dump(mode="json"), study_id, also_failed=True)
@@ -118,10 +118,13 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
 
 
 def _over_time_limit(exc: BaseException | None) -> bool:
-    """The soft time limit may interrupt any call, and a store wraps what it interrupts."""
+    """The run stopped at an epoch end past its time limit; or, before the run installed its
+    handler, Celery's soft limit interrupted some call (a store wraps what it interrupts)."""
+    from workers.runner import TimeLimitReached
+
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, SoftTimeLimitExceeded):
+        if isinstance(exc, (SoftTimeLimitExceeded, TimeLimitReached)):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
