@@ -67,11 +67,18 @@ class Trainers:
     TensorFlow import (seconds) overlaps the parent's planning instead of following it."""
 
     def __init__(self, jobs: int = 1, verbose: bool = False) -> None:
+        from service.settings import get_settings
+        from workers.gpus import local_placement  # nvidia-smi only: no TensorFlow here
+
+        # With GPUs each process is pinned to one and capped as `ablate worker` does (N
+        # uncapped processes would all take GPU 0); a slot counter hands out the placements.
+        placement = local_placement(jobs, get_settings().gpu_memory_mb)
+        context = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(
             max_workers=jobs,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_init_child,
-            initargs=(verbose,),
+            initargs=(verbose, placement, context.Value("i", 0)),
         )
         for _ in range(jobs):
             self.pool.submit(_warm_up)
@@ -118,6 +125,7 @@ def run_plan(
         while remaining:
             finished, remaining = wait(remaining, timeout=poll_seconds, return_when=FIRST_COMPLETED)
             for future in finished:
+                _raise_device_error(future)
                 run_id = futures[future]
                 progress.running.pop(run_id, None)
                 progress.outcomes[run_id] = _outcome(run_id, future)
@@ -130,6 +138,15 @@ def run_plan(
         if own:
             trainers.close()
     return progress
+
+
+def _raise_device_error(future: Future) -> None:
+    """A training process that cannot train as configured (pinned to a GPU TensorFlow does not
+    list, a cap it refused) stops `ablate run`: every run would fail the same way."""
+    from workers.gpus import DeviceError
+
+    if not future.cancelled() and isinstance(future.exception(), DeviceError):
+        raise future.exception()
 
 
 def _outcome(run_id: str, future: Future) -> RunOutcome:
@@ -150,7 +167,15 @@ def _poll_running(progress: Progress, store: Store, run_ids: list[str]) -> None:
 # Child process side
 
 
-def _init_child(verbose: bool) -> None:
+def _init_child(verbose: bool, placement: list | None = None, slots=None) -> None:
+    if placement:
+        with slots.get_lock():
+            slot, slots.value = slots.value, slots.value + 1
+        for name, value in placement[slot % len(placement)].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not verbose:
         # TensorFlow's C++ start-up chatter would tear the progress bar; errors still reach

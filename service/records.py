@@ -72,6 +72,13 @@ class RunStatus(BaseModel):
     error: str | None = None
     diverged_epoch: int | None = None
     resumed_from_epoch: int | None = None
+    restart_reason: str | None = None
+    """Why this attempt trained from scratch although a checkpoint was stored (another precision
+    policy, say); also in metrics.json's environment."""
+    gpu_memory_peak_mb: float | None = None
+    """A failed run's allocator peak (a successful run's is in metrics.json's environment)."""
+    gpu_memory_driver_mb: float | None = None
+    """A failed run's process GPU memory as the driver reports it (context included)."""
     history: list[EpochRecord] = Field(default_factory=list)
 
     @classmethod

@@ -40,6 +40,21 @@ class TrainingState:
     plateau_best: float | None = None
     plateau_wait: int = 0
     learning_rate: float | None = None
+    precision_policy: str | None = None
+    """The dtype policy the variables were trained under (None: a checkpoint from before it was
+    stored). A run resumes only under the same policy: float16's loss-scale optimizer has
+    variables the others lack, and a bfloat16 run must not finish as float32 unannounced."""
+
+
+class PolicyChanged(Exception):
+    """The stored checkpoint was trained under another precision policy than this attempt's."""
+
+    def __init__(self, epoch: int, stored: str, current: str) -> None:
+        self.epoch, self.stored, self.current = epoch, stored, current
+        super().__init__(
+            f"the checkpoint of epoch {epoch} was trained under {stored}, this worker trains under "
+            f"{current}: restarted from scratch"
+        )
 
 
 def _key(run_id: str, epoch: int) -> str:
@@ -107,12 +122,19 @@ class Writer:
                     self._failure = exc
 
 
-def restore(store: Store, run_id: str, variables: list[Any]) -> TrainingState | None:
-    """Assign the newest readable checkpoint to `variables`; None when there is none."""
+def restore(
+    store: Store, run_id: str, variables: list[Any], precision_policy: str | None = None
+) -> TrainingState | None:
+    """Assign the newest readable checkpoint to `variables`; None when there is none. Raises
+    `PolicyChanged` (assigning nothing) when that checkpoint was trained under another policy
+    than `precision_policy`."""
     for epoch in reversed(_epochs(store, run_id)):
         key = _key(run_id, epoch)
         try:
             with np.load(io.BytesIO(store.get_bytes(key)), allow_pickle=False) as data:
+                stored = json.loads(str(data["__state__"])).get("precision_policy")
+                if precision_policy is not None and stored is not None and stored != precision_policy:
+                    raise PolicyChanged(epoch, stored, precision_policy)
                 values = [data[f"v{index:05d}"] for index in range(len(variables))]
                 if len(data.files) != len(variables) + 1:
                     raise ValueError(f"holds {len(data.files) - 1} variables, the model has {len(variables)}")
@@ -127,6 +149,13 @@ def restore(store: Store, run_id: str, variables: list[Any]) -> TrainingState | 
             variable.assign(value)
         return state
     return None
+
+
+def discard(store: Store, run_id: str) -> None:
+    """Delete every checkpoint of the run (before it restarts from scratch under another
+    policy, so that no later attempt resumes from them)."""
+    for epoch in _epochs(store, run_id):
+        store.delete(_key(run_id, epoch))
 
 
 def _epochs(store: Store, run_id: str) -> list[int]:

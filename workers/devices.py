@@ -5,8 +5,9 @@ recording what it asked for and what it got. No-ops without a GPU.
 
 - Memory: before TensorFlow first touches a GPU, either memory growth (the default: one run per
   GPU) or a logical device capped at ABLATE_GPU_MEMORY_MB (several runs per GPU; `ablate worker`
-  sets the cap). TensorFlow never hands memory back to the driver, so the cap is what keeps a
-  long-lived process bounded; between runs the process frees its tensors back to its own pool.
+  sets the cap), with the GPU check and thread pools: `workers.process_setup`. TensorFlow never
+  hands memory back to the driver, so the cap is what keeps a long-lived process bounded;
+  between runs the process frees its tensors back to its own pool.
 - Precision: `training.mixed_precision` true means bfloat16 on GPUs of compute capability 8.0 or
   newer, float16 on older ones; on a CPU it is not applied (float16 kernels there are slow or
   missing) and the run says so.
@@ -17,6 +18,7 @@ recording what it asked for and what it got. No-ops without a GPU.
 from __future__ import annotations
 
 import gc
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +26,8 @@ import keras
 import structlog
 import tensorflow as tf
 
-from service.settings import get_settings
 from service.spec.models import TrainConfig
+from workers import gpus
 
 log = structlog.get_logger(__name__)
 
@@ -34,33 +36,15 @@ XLA_INCOMPATIBLE_AUGMENTATION = ("rotation", "zoom", "translation", "random_crop
 pixel shift built on RandomTranslation): XLA cannot compile them, on the CPU or a GPU."""
 BFLOAT16_CAPABILITY = (8, 0)
 
-_memory: dict[str, Any] | None = None
 
 
 def configure_gpu_memory() -> dict[str, Any]:
-    """Memory growth or a per-process cap on every visible GPU; idempotent, and a no-op
-    without GPUs. Returns what was set, for metrics.json."""
-    global _memory
-    if _memory is not None:
-        return _memory
-    gpus = tf.config.list_physical_devices("GPU")
-    limit_mb = get_settings().gpu_memory_mb
-    memory: dict[str, Any] = {"gpu_memory_limit_mb": None, "gpu_memory_growth": False}
-    try:
-        for gpu in gpus:
-            if limit_mb is not None:
-                tf.config.set_logical_device_configuration(
-                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit_mb)]
-                )
-            else:
-                tf.config.experimental.set_memory_growth(gpu, True)
-        if gpus:
-            memory = {"gpu_memory_limit_mb": limit_mb, "gpu_memory_growth": limit_mb is None}
-    except RuntimeError as exc:  # something initialised the GPU first: keep TensorFlow's default
-        log.warning("GPU memory policy not applied: the GPU was already initialised", error=str(exc))
-        memory = {"gpu_memory_limit_mb": None, "gpu_memory_growth": False, "gpu_memory_reason": str(exc)}
-    _memory = memory
-    return memory
+    """The process's threads, GPU check and memory policy (`workers.process_setup`): once per
+    process, before TensorFlow first touches a GPU. Raises a `DeviceError` rather than train
+    on the CPU, or uncapped, by accident. Returns what was set, for metrics.json."""
+    from workers.process_setup import configure_process
+
+    return configure_process()
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int]]:
@@ -133,10 +117,22 @@ def reset_peak_memory() -> None:
 
 
 def peak_memory_mb() -> float | None:
-    """Peak GPU memory this process allocated since `reset_peak_memory` (MiB), None on a CPU."""
+    """Peak GPU memory this process allocated since `reset_peak_memory` (MiB), None on a CPU.
+    TensorFlow's allocator only: the CUDA context and library workspaces are outside it."""
     if not tf.config.list_physical_devices("GPU"):
         return None
-    return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+    try:
+        return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+    except (RuntimeError, ValueError):  # the device is gone or not initialised: still record the run
+        return None
+
+
+def memory_readings() -> dict[str, float | None]:
+    """The run's device memory, for metrics.json and a failed run's status.json: the allocator's
+    peak, and the process's memory as the driver reports it (context included)."""
+    if not tf.config.list_physical_devices("GPU"):
+        return {"gpu_memory_peak_mb": None, "gpu_memory_driver_mb": None}
+    return {"gpu_memory_peak_mb": peak_memory_mb(), "gpu_memory_driver_mb": gpus.process_memory_mb(os.getpid())}
 
 
 def forget_frames(exc: BaseException) -> None:

@@ -14,6 +14,12 @@ import keras
 from service.errors import AblateError
 from service.spec.models import AugmentationSpec, ConvBlock, TrainConfig
 
+AUGMENTATION_DTYPE = "float32"
+"""Augmentation computes in float32 whatever the policy: under mixed_bfloat16 Keras would cast
+its input to bfloat16, and TensorFlow has no bfloat16 GPU kernel for the image transform of
+rotation, zoom, translation and crop (ImageProjectiveTransformV3): they would run on the CPU
+with a copy every batch, or fail placement. The first layer after them casts to the policy."""
+
 
 class ModelConfigError(AblateError):
     """The model section cannot be built for this input (the message names the field)."""
@@ -86,26 +92,26 @@ def build_augmentation(
         (True, True): "horizontal_and_vertical",
     }.get((spec.horizontal_flip, spec.vertical_flip))
     if flip is not None:
-        layers.append(keras.layers.RandomFlip(flip, name="augment_flip"))
+        layers.append(keras.layers.RandomFlip(flip, dtype=AUGMENTATION_DTYPE, name="augment_flip"))
     if spec.rotation > 0:
         layers.append(
             keras.layers.RandomRotation(
-                spec.rotation, fill_mode="constant", name="augment_rotation"
+                spec.rotation, fill_mode="constant", dtype=AUGMENTATION_DTYPE, name="augment_rotation"
             )
         )
     if spec.zoom > 0:
-        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="constant", name="augment_zoom"))
+        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="constant", dtype=AUGMENTATION_DTYPE, name="augment_zoom"))
     if spec.translation > 0:
         layers.append(
             keras.layers.RandomTranslation(
-                spec.translation, spec.translation, fill_mode="constant", name="augment_translation"
+                spec.translation, spec.translation, fill_mode="constant", dtype=AUGMENTATION_DTYPE, name="augment_translation"
             )
         )
     if spec.contrast > 0:
         low, high = value_range if value_range is not None else (float("-inf"), float("inf"))
         layers.append(
             keras.layers.RandomContrast(
-                spec.contrast, value_range=(low, high), name="augment_contrast"
+                spec.contrast, value_range=(low, high), dtype=AUGMENTATION_DTYPE, name="augment_contrast"
             )
         )
     if spec.random_crop > 0:
@@ -133,6 +139,7 @@ def _pad_and_crop(padding: int, height: int, width: int) -> keras.layers.Layer:
         fill_value=0.0,
         # Nearest sampling keeps the shift a whole number of pixels, as a crop would.
         interpolation="nearest",
+        dtype=AUGMENTATION_DTYPE,
         name="augment_crop",
     )
 

@@ -7,12 +7,19 @@ import tensorflow as tf
 
 
 def training_dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, num_classes: int, one_hot: bool
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    num_classes: int,
+    one_hot: bool,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     # Shuffle after cache so each epoch sees a new order; seeded so a run is reproducible.
     data = tf.data.Dataset.from_tensor_slices((x, _labels(y, num_classes, one_hot))).cache()
     data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # drop_remainder: every batch of one shape (XLA compiles once per shape).
+    return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(

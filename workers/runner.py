@@ -92,6 +92,9 @@ def run(
         return existing
 
     bound = log.bind(run_id=run_id)
+    # Before anything is written: a process that cannot train as configured (pinned to a GPU
+    # TensorFlow does not list, a cap it refused) raises a DeviceError and leaves the run queued.
+    devices.configure_gpu_memory()
     store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run_spec.model_dump(mode="json")})
     previous = read_status(store, run_id)
     status = RunStatus(
@@ -113,6 +116,7 @@ def run(
     except Exception as exc:
         status.state = "failed"
         status.error = f"{type(exc).__name__}: {exc}"
+        _record_memory(status)  # a run that ran out of memory needs its peak most
         write_status(store, status)
         bound.error("run failed", error=status.error)
         devices.forget_frames(exc)  # they hold the model and its tensors
@@ -120,6 +124,16 @@ def run(
     finally:
         # This process trains the next run too: free this one's memory (GPU memory included).
         devices.release_run_memory()
+
+
+def _record_memory(status: RunStatus) -> None:
+    try:
+        readings = devices.memory_readings()
+    except Exception as exc:  # the failure is what gets recorded, whatever the device says
+        log.warning("device memory not read", error=f"{type(exc).__name__}: {exc}")
+        return
+    status.gpu_memory_peak_mb = readings["gpu_memory_peak_mb"]
+    status.gpu_memory_driver_mb = readings["gpu_memory_driver_mb"]
 
 
 def _stored_result(store: Store, run_id: str) -> RunResult | None:
@@ -170,7 +184,13 @@ def _train(
     keras.mixed_precision.set_global_policy(precision.policy)
     xla = devices.choose_xla(config)
     model = build_model(config, data.info.input_shape, num_classes)
-    steps_per_epoch = max(1, -(-len(data.x_train) // training.batch_size))
+    # With XLA a batch of another shape is another compilation: the short last batch of every
+    # epoch would be compiled too. Drop it instead (and record how many samples that is).
+    samples = len(data.x_train)
+    dropped = samples % training.batch_size if xla.applied and samples >= training.batch_size else 0
+    if dropped:
+        bound.info("XLA: the last, short batch of each epoch is dropped", samples=dropped)
+    steps_per_epoch = max(1, (samples - dropped + training.batch_size - 1) // training.batch_size)
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=loss_for(config),
@@ -184,10 +204,19 @@ def _train(
     def variables() -> list:
         return [*model.weights, *model.optimizer.variables]
 
-    state = checkpoint.restore(store, run_spec.run_id, variables())
+    try:
+        state = checkpoint.restore(store, run_spec.run_id, variables(), precision.policy)
+    except checkpoint.PolicyChanged as changed:
+        # Resuming would mix two policies (or fail on float16's loss-scale variables): start
+        # over, say why, and drop the old checkpoints so that no later attempt resumes them.
+        status.restart_reason = str(changed)
+        bound.warning("checkpoint of another precision policy: restarting", reason=status.restart_reason)
+        checkpoint.discard(store, run_spec.run_id)
+        state = None
     if state is None:
-        state = TrainingState()
+        state = TrainingState(precision_policy=precision.policy)
     else:
+        state.precision_policy = precision.policy
         status.resumed_from_epoch = state.epoch
         status.epoch = state.epoch
         status.history = [EpochRecord.model_validate(item) for item in state.history]
@@ -201,7 +230,8 @@ def _train(
         config, store, status, state, variables, writer, should_stop, still_owner, should_pause, time_up
     )
     train_data = training_dataset(
-        data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot
+        data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot,
+        drop_remainder=dropped > 0,
     )
     val_data = eval_dataset(data.x_val, data.y_val, training.batch_size, num_classes, one_hot)
     fit_started = time.perf_counter()
@@ -259,6 +289,7 @@ def _train(
         model.save(path)
         store.put_file(run_key(run_spec.run_id, "model.keras"), path, "application/zip")
 
+    readings = devices.memory_readings()
     metrics = RunMetrics(
         run_id=run_spec.run_id,
         seed=run_spec.seed,
@@ -270,13 +301,23 @@ def _train(
         test=test,
         class_names=data.class_names,
         timings={
+            **_epoch_timings(status.history[status.resumed_from_epoch or 0 :]),
             "fit_seconds": round(fit_seconds, 4),
             "checkpoint_seconds": round(recorder.checkpoint_seconds, 4),
             "eval_seconds": round(eval_seconds, 4),
             "total_seconds": round(time.perf_counter() - started, 4),
         },
         environment=describe_environment(
-            training.mixed_precision, precision, xla, memory, devices.peak_memory_mb()
+            training.mixed_precision,
+            precision,
+            xla,
+            {
+                **memory,
+                "gpu_memory_driver_mb": readings["gpu_memory_driver_mb"],
+                "xla_dropped_samples_per_epoch": dropped,
+                "restart_reason": status.restart_reason,
+            },
+            readings["gpu_memory_peak_mb"],
         ),
     )
     fence()  # the commit: only the attempt holding the newest lease writes the result
@@ -285,6 +326,21 @@ def _train(
     write_status(store, status)
     bound.info("run succeeded", test_accuracy=test.accuracy, epochs=state.epoch)
     return RunResult(run_spec.run_id, "succeeded", False, test.accuracy, state.epoch)
+
+
+def _epoch_timings(trained: list[EpochRecord]) -> dict[str, float]:
+    """The first epoch this attempt trained apart from the steady ones: the first traces the
+    training function and, with XLA, compiles it. `compile_seconds` is the first epoch's time
+    beyond the steady (median) epoch's; both need two epochs trained in this attempt."""
+    if len(trained) < 2:
+        return {}
+    steady = float(np.median([record.epoch_seconds for record in trained[1:]]))
+    first = trained[0].epoch_seconds
+    return {
+        "first_epoch_seconds": round(first, 4),
+        "steady_epoch_seconds": round(steady, 4),
+        "compile_seconds": round(max(0.0, first - steady), 4),
+    }
 
 
 def _finished_early(state: TrainingState, config) -> bool:

@@ -7,6 +7,9 @@ imports neither Celery's worker nor TensorFlow; it only starts, watches and stop
 - SIGTERM or SIGINT: forwarded to every child as SIGTERM (Celery's warm shutdown: each running
   run stops at its next epoch end and goes back on the queue); a second signal forwards SIGQUIT
   (cold shutdown).
+- The runs per GPU must fit: each process's cap plus its CUDA context (`workers.gpus`), else
+  nothing starts. A worker whose TensorFlow lists no GPU, or refuses its cap, exits non-zero at
+  its first run (`workers.process_setup`), and so does the supervisor (below).
 - A child that exits cleanly on its own (`celery control shutdown`) stops the others warm, and
   the supervisor exits 0. A child that dies is never restarted silently: it is logged, the
   others are shut down warm, and the supervisor exits non-zero so that the container or
@@ -68,21 +71,19 @@ def start_children(
     env: Mapping[str, str] | None = None,
 ) -> list[Child]:
     env = os.environ if env is None else env
+    # Every GPU's cap before any worker starts: runs that do not fit are refused, not started.
+    caps = [memory_limit_mb(gpu, runs_per_gpu, configured_memory_mb) for gpu in gpus]
     children = []
-    for gpu in gpus:
-        memory_mb = memory_limit_mb(gpu, runs_per_gpu, configured_memory_mb)
-        if memory_mb is not None and gpu.memory_mb is not None and memory_mb * runs_per_gpu > gpu.memory_mb:
-            log.warning("the runs on this GPU may together need more memory than it has",
-                        gpu=gpu.index, memory_mb=gpu.memory_mb, per_run_mb=memory_mb, runs_per_gpu=runs_per_gpu)
+    for gpu, memory_mb in zip(gpus, caps, strict=True):
         name = worker_hostname(gpu, hostname, len(gpus))
         process = subprocess.Popen(
             child_command(queue, runs_per_gpu, name, loglevel),
-            env=worker_env(gpu, runs_per_gpu, memory_mb, env),
+            env=worker_env(gpu, runs_per_gpu, memory_mb, env, len(gpus) * runs_per_gpu),
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         children.append(Child(gpu, name, memory_mb, process))
-        log.info("gpu worker started", gpu=gpu.index, gpu_name=gpu.name, hostname=name, pid=process.pid,
+        log.info("gpu worker started", gpu=gpu.index, device=gpu.device, gpu_name=gpu.name, hostname=name, pid=process.pid,
                  runs_per_gpu=runs_per_gpu, memory_limit_mb=memory_mb)
     return children
 

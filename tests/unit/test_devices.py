@@ -80,9 +80,52 @@ def test_keras_refusing_xla_is_recorded_with_the_layer():
 
 def test_gpu_memory_set_up_is_a_no_op_on_a_cpu_and_done_once():
     first = devices.configure_gpu_memory()
-    assert first == {"gpu_memory_limit_mb": None, "gpu_memory_growth": False}
+    assert (first["gpu_memory_limit_mb"], first["gpu_memory_growth"]) == (None, False)
+    assert {"cpu_cores_available", "training_processes", "intra_op_threads", "inter_op_threads"} <= set(first)
     assert devices.configure_gpu_memory() is first
     assert devices.peak_memory_mb() is None
+    assert devices.memory_readings() == {"gpu_memory_peak_mb": None, "gpu_memory_driver_mb": None}
+
+
+def test_memory_readings_are_the_allocator_peak_and_the_driver_figure(monkeypatch):
+    import os
+
+    import tensorflow as tf
+
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu])
+    monkeypatch.setattr(tf.config.experimental, "get_memory_info", lambda name: {"current": 0, "peak": 3 * 2**29})
+    monkeypatch.setattr(devices.gpus, "process_memory_mb", lambda pid: 2310.0 if pid == os.getpid() else None)
+    assert devices.memory_readings() == {"gpu_memory_peak_mb": 1536.0, "gpu_memory_driver_mb": 2310.0}
+
+    def gone(name):
+        raise RuntimeError("device GPU:0 not initialised")
+
+    monkeypatch.setattr(tf.config.experimental, "get_memory_info", gone)
+    assert devices.memory_readings()["gpu_memory_peak_mb"] is None  # a failed run is still recorded
+
+
+def test_augmentation_stays_float32_under_mixed_bfloat16():
+    # No bfloat16 GPU kernel for ImageProjectiveTransformV3: the layers keep float32, the first
+    # layer after them computes in bfloat16.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        spec = AugmentationSpec.model_validate(AUGMENTATION_VALUES)
+        layers = build_augmentation(spec, (8, 8, 1))
+        assert len(layers) == 6
+        x = inputs = keras.Input((8, 8, 1))
+        for layer in layers:
+            x = layer(x)
+        assert {layer.compute_dtype for layer in layers} == {"float32"}
+        assert x.dtype == "float32"
+        conv = keras.layers.Conv2D(2, 3)
+        conv(x)
+        assert conv.compute_dtype == "bfloat16"
+        model = keras.Model(inputs, x)
+        out = model(np.ones((2, 8, 8, 1), "float32"), training=True)
+        assert str(out.dtype) == "<dtype: 'float32'>" or "float32" in str(out.dtype)
+    finally:
+        devices.release_run_memory()
 
 
 def test_release_resets_the_dtype_policy():

@@ -11,12 +11,18 @@ from click.testing import CliRunner
 
 from service.cli import cli
 from workers.gpus import (
+    PROCESS_OVERHEAD_MB,
     Gpu,
+    GpuPackingError,
     GpuSelectionError,
     detect_gpus,
+    gpu_expected,
+    local_placement,
     memory_limit_mb,
     parse_nvidia_smi,
+    process_memory_mb,
     select_gpus,
+    visible_devices,
     visible_indices,
     worker_env,
     worker_hostname,
@@ -68,9 +74,26 @@ def test_cuda_visible_devices_is_read_as_cuda_reads_it(value, expected):
     assert visible_indices(env) == expected
 
 
-def test_cuda_visible_devices_with_uuids_is_a_clear_error():
-    with pytest.raises(GpuSelectionError, match="CUDA_VISIBLE_DEVICES=GPU-8f1c.*indices"):
-        visible_indices({"CUDA_VISIBLE_DEVICES": "GPU-8f1c"})
+UUIDS = """0, GPU-8f1c2d3e-aaaa-bbbb-cccc-000000000000, NVIDIA H100 80GB HBM3, 81559
+1, GPU-77aa0000-aaaa-bbbb-cccc-111111111111, NVIDIA H100 80GB HBM3, 81559
+"""
+MIG = "MIG-4f6e2a1c-1111-2222-3333-444444444444"
+
+
+def test_cuda_visible_devices_may_hold_uuids_and_mig_ids(tmp_path):
+    assert parse_nvidia_smi(UUIDS)[1] == Gpu(1, "NVIDIA H100 80GB HBM3", 81559, "GPU-77aa0000-aaaa-bbbb-cccc-111111111111")
+    env = fake_nvidia_smi(tmp_path, UUIDS)
+    # A unique UUID prefix is enough for CUDA, as is an index; an unknown UUID ends the list.
+    picked = detect_gpus({**env, "CUDA_VISIBLE_DEVICES": "GPU-77aa,0,GPU-ffff,1"})
+    assert [(gpu.index, gpu.device) for gpu in picked] == [(1, "1"), (0, "0")]
+    (mig,) = detect_gpus({**env, "CUDA_VISIBLE_DEVICES": MIG})
+    assert (mig.device, mig.memory_mb) == (MIG, None)  # pinned by its id; its memory is unknown
+    assert worker_env(mig, 1, None, {})["CUDA_VISIBLE_DEVICES"] == MIG
+    with pytest.raises(GpuPackingError, match="not reported .*set ABLATE_GPU_MEMORY_MB"):
+        memory_limit_mb(mig, 2, None)
+    assert memory_limit_mb(mig, 2, 4000) == 4000
+    with pytest.raises(GpuSelectionError, match="CUDA_VISIBLE_DEVICES=gpu0: 'gpu0' is not a GPU index"):
+        visible_devices({"CUDA_VISIBLE_DEVICES": "gpu0"})
 
 
 def test_detects_through_nvidia_smi_on_path(tmp_path):
@@ -104,13 +127,56 @@ def test_gpu_choice_auto_none_and_indices():
         select_gpus("first", gpus)
 
 
-def test_memory_cap_is_a_share_of_ninety_percent_or_the_setting():
-    h100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559)
+def test_memory_cap_leaves_each_process_its_cuda_context():
+    h100, t4 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559), Gpu(1, "Tesla T4", 15360)
+    assert PROCESS_OVERHEAD_MB == 768
     assert memory_limit_mb(h100, 1, None) is None  # one run per GPU: memory growth
-    assert memory_limit_mb(h100, 8, None) == int(81559 * 0.9 / 8) == 9175
+    assert memory_limit_mb(h100, 8, None) == (81559 - 8 * 768) // 8 == 9426
+    assert memory_limit_mb(t4, 4, None) == (15360 - 4 * 768) // 4 == 3072
     assert memory_limit_mb(h100, 8, 4000) == 4000
     assert memory_limit_mb(h100, 1, 4000) == 4000
-    assert memory_limit_mb(Gpu(0, "MIG", None), 4, None) is None
+
+
+def test_runs_that_do_not_fit_on_the_gpu_are_refused():
+    t4 = Gpu(1, "Tesla T4", 15360)
+    with pytest.raises(GpuPackingError, match=r"--runs-per-gpu 16: GPU 1 \(Tesla T4, 15360 MiB\) leaves 192 MiB .*use at most 12"):
+        memory_limit_mb(t4, 16, None)
+    assert memory_limit_mb(t4, 12, None) == 512
+    with pytest.raises(GpuPackingError, match="ABLATE_GPU_MEMORY_MB=4000: 4 runs of 4000 MiB.*need 19072 MiB; GPU 1 \\(Tesla T4\\) has 15360"):
+        memory_limit_mb(t4, 4, 4000)
+
+
+def test_a_gpu_is_expected_when_pinned_or_capped_unless_every_gpu_is_hidden():
+    assert gpu_expected({}) is None
+    assert gpu_expected({"CUDA_VISIBLE_DEVICES": "0"}) == "CUDA_VISIBLE_DEVICES=0"
+    assert gpu_expected({"CUDA_VISIBLE_DEVICES": MIG}) == f"CUDA_VISIBLE_DEVICES={MIG}"
+    assert gpu_expected({"ABLATE_RUNS_PER_GPU": "2"}) == "ABLATE_RUNS_PER_GPU=2"
+    assert gpu_expected({"ABLATE_GPU_MEMORY_MB": "4000"}) == "ABLATE_GPU_MEMORY_MB=4000"
+    # `--gpus none` hides every GPU: the CPU is meant, whatever else is set.
+    assert gpu_expected({"CUDA_VISIBLE_DEVICES": "-1", "ABLATE_RUNS_PER_GPU": "2"}) is None
+    assert gpu_expected({"CUDA_VISIBLE_DEVICES": ""}) is None
+
+
+def test_process_memory_is_what_the_driver_lists_for_the_pid(tmp_path):
+    env = fake_nvidia_smi(tmp_path, "4242, 1530\n77, 9000\n4242, 12\n")
+    assert process_memory_mb(4242, env) == 1542.0  # one row per GPU the process uses
+    assert process_memory_mb(5, env) is None  # not listed (another PID namespace)
+    assert process_memory_mb(4242, {"PATH": str(tmp_path / "none")}) is None
+
+
+def test_local_jobs_are_spread_over_the_gpus_pinned_and_capped(tmp_path):
+    env = fake_nvidia_smi(tmp_path, TWO_GPUS)
+    placement = local_placement(3, None, env)
+    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in placement] == ["0", "1", "0"]
+    assert [slot["ABLATE_RUNS_PER_GPU"] for slot in placement] == ["2", "1", "2"]
+    assert placement[0]["ABLATE_GPU_MEMORY_MB"] == str((81559 - 2 * 768) // 2)
+    assert placement[1]["ABLATE_GPU_MEMORY_MB"] is None  # alone on the T4: memory growth
+    assert {slot["ABLATE_TRAINING_PROCESSES"] for slot in placement} == {"3"}
+    with pytest.raises(GpuPackingError, match="--runs-per-gpu 20: GPU 1"):
+        local_placement(40, None, env)
+    assert local_placement(1, None, env) == []
+    cpu = local_placement(2, None, {"PATH": str(tmp_path / "none")})
+    assert cpu == [{"ABLATE_TRAINING_PROCESSES": "2"}] * 2
 
 
 def test_worker_names_say_which_gpu():
@@ -125,6 +191,8 @@ def test_worker_env_pins_the_gpu_and_passes_the_cap():
     env = worker_env(gpu, 2, 6912, {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1,3"})
     assert env["CUDA_VISIBLE_DEVICES"] == "3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert env["ABLATE_GPU_MEMORY_MB"] == "6912" and env["ABLATE_RUNS_PER_GPU"] == "2"
+    assert env["ABLATE_TRAINING_PROCESSES"] == "2"
+    assert worker_env(gpu, 2, 6912, {}, 8)["ABLATE_TRAINING_PROCESSES"] == "8"
     assert env["PATH"] == "/bin"
     assert "ABLATE_GPU_MEMORY_MB" not in worker_env(gpu, 1, None, {"ABLATE_GPU_MEMORY_MB": "100"})
 
