@@ -19,6 +19,9 @@ from service.settings import get_settings
 settings = get_settings()
 configure_logging(settings.log_level, settings.log_format)
 app = make_celery(settings, include=["workers.tasks"])
+# kombu's Redis transport, except that a message it cannot read is rejected instead of
+# stopping the worker (workers/transport.py); the client sends with kombu's own.
+app.conf.broker_transport = "workers.transport:Transport"
 
 # Set by the parent when a warm shutdown starts (SIGTERM from `docker stop` or Kubernetes). It
 # lives in shared memory created before the pool processes are forked, so they all see it and

@@ -13,7 +13,6 @@ import structlog
 from billiard.exceptions import TimeLimitExceeded
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
-from pydantic import ValidationError
 
 from service.control import RunControl, RunLease, redis_client
 from service.errors import AblateError, StoreError
@@ -22,6 +21,8 @@ from service.queue import TRAIN_TASK
 from service.records import RunStatus, read_status, write_status
 from service.store import open_store
 from workers.app import app, draining, settings, time_up, watch_soft_time_limit
+from workers.message import InvalidMessage, validate_message
+from workers.transport import REJECTED_COUNTER
 
 log = structlog.get_logger(__name__)
 RETRY_SECONDS = 30
@@ -38,17 +39,15 @@ class TrainTask(Task):
 @app.task(name=TRAIN_TASK, bind=True, max_retries=5, base=TrainTask)
 def train_run(self, run: dict, study_id: str, store: str) -> dict:
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(study_id=study_id, run_id=run.get("run_id", "?") if isinstance(run, dict) else "?")
-    try:
-        spec = RunSpec.model_validate(run)
-    except ValidationError as exc:
-        log.error("invalid run message, dropped", error=str(exc).splitlines()[0])
-        raise Reject(f"invalid run message: {exc}", requeue=False) from None
-    structlog.contextvars.bind_contextvars(run_id=spec.run_id)
     own = _store(settings.store)
-    if own.url != _store(store).url:
-        log.error("run is for another store", message_store=store, worker_store=own.url)
-        raise Reject(f"run for store {store}, this worker writes to {own.url}", requeue=False)
+    try:
+        # Every field, before any is logged or used: anyone who reaches the broker can send one.
+        spec = validate_message(run, study_id, store, self.request.id, own.url)
+    except InvalidMessage as exc:
+        log.error("invalid run message, dropped", reason=str(exc))
+        _count_rejected()
+        raise Reject(f"invalid run message: {exc}", requeue=False) from None
+    structlog.contextvars.bind_contextvars(study_id=study_id, run_id=spec.run_id)
 
     previous = read_status(own, spec.run_id)
     if previous is not None and previous.task_id not in (None, self.request.id):
@@ -162,6 +161,13 @@ def _record_time_limit(run: object, study_id: object, also_failed: bool = False)
         _report_if_finished(store, study_id)
     except Exception as exc:  # recording must never take the worker down
         log.error("could not record the time limit", error=f"{type(exc).__name__}: {exc}")
+
+
+def _count_rejected() -> None:
+    try:  # counting must never fail the message's rejection
+        _control().client.incr(REJECTED_COUNTER)
+    except Exception as exc:
+        log.warning("could not count a rejected message", error=f"{type(exc).__name__}: {exc}")
 
 
 @functools.lru_cache(maxsize=8)
