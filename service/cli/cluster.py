@@ -88,7 +88,6 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
     console.print(f"follow it with: ablate status {study.study_id} --watch")
     if wait:
         final = _watch(study)
-        _print_summary(client, study)
         from service.cli.local import write_report_with_status
 
         console.print(f"report: {escape(write_report_with_status(client.store, study.study_id))}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING
 
 import click
@@ -121,8 +123,6 @@ def diagnose(spec: str, submit_: bool, store_url: str | None, jobs: int, verbose
 def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, trainers=None) -> None:
     from service.embedded import Trainers, run_plan
     from service.store import open_store
-    from service.summary import summarize, summary_table
-
     store = open_store(store_url or get_settings().store)
     console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {escape(store.location())}")
     names: dict[str, str] = {}
@@ -156,7 +156,6 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, t
         finally:
             trainers.close(wait=False)  # their TensorFlow shutdown overlaps the report
 
-    console.print(summary_table(summarize(plan, store), f"study {plan.study_id}"))
     trained = sum(1 for o in outcome.outcomes.values() if not o.reused)
     console.print(f"{trained} runs trained, {outcome.reused} reused from the store")
     failed = [o for o in outcome.outcomes.values() if o.state == "failed"]
@@ -185,7 +184,22 @@ def _import_reporter_meanwhile() -> None:
 
 
 def write_report_with_status(store, study_id: str) -> str:
-    from service.report import write_report
+    """Write the report, print its variants table and its answer, and return where it is."""
+    from service.report import publish_report
+    from service.report.terminal import answer, variants_table
 
-    with console.status("writing the report"):
-        return write_report(store, study_id)
+    with console.status("writing the report"), numerical_warnings_quiet():
+        summary, location = publish_report(store, study_id)
+    console.print(variants_table(summary))
+    console.print(answer(summary))
+    return location
+
+
+@contextlib.contextmanager
+def numerical_warnings_quiet():
+    """Numerical libraries' warnings (scipy's precision loss on near-identical seeds) are not
+    the user's business: the statistics handle those cases themselves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield

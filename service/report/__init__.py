@@ -1,8 +1,8 @@
 """The reporter: statistics across seeds, a diagnosis, plots, and a report in the store.
 
 `write_report(store, study_id)` gathers the study's runs from the store and writes
-`studies/{study_id}/report/`: index.html (self-contained), report.md, summary.json, runs.csv and
-plots/*.png. It is idempotent: the report's timestamp is the newest run result's, so writing it
+`studies/{study_id}/report/`: index.html (self-contained), report.md, summary.json, runs.csv,
+plots/*.png and, when the diagnosis has one, next-study.yaml (the study to run next). It is idempotent: the report's timestamp is the newest run result's, so writing it
 twice gives the same files.
 """
 
@@ -86,10 +86,10 @@ def build_report(store: Store, study_id: str) -> tuple[Summary, dict[str, bytes]
     """The report's files (name -> bytes), without writing them."""
     from service.report.plots import render_plots
     from service.report.render import render_html, render_markdown, runs_csv
-    from service.report.summary import summarize_study
+    from service.report.summary import summarize_with_files
 
     data = gather(store, study_id)
-    summary = summarize_study(data, generated_at=_report_time(data))
+    summary, spec_files = summarize_with_files(data, generated_at=_report_time(data))
     plots = render_plots(summary, data)
     files: dict[str, bytes] = {
         "summary.json": (
@@ -100,18 +100,26 @@ def build_report(store: Store, study_id: str) -> tuple[Summary, dict[str, bytes]
         "index.html": render_html(summary, plots).encode(),
     }
     files.update({f"plots/{name}": png for name, png in plots.items()})
+    files.update({name: text.encode() for name, text in spec_files.items()})
     return summary, files
 
 
 def write_report(store: Store, study_id: str) -> str:
     """Write the report of `study_id` into the store; returns where index.html is."""
-    _, files = build_report(store, study_id)
+    return publish_report(store, study_id)[1]
+
+
+def publish_report(store: Store, study_id: str) -> tuple[Summary, str]:
+    """Write the report of `study_id` into the store; returns its summary and where index.html
+    is."""
+    summary, files = build_report(store, study_id)
     content_types = {
         ".html": "text/html; charset=utf-8",
         ".md": "text/markdown; charset=utf-8",
         ".json": "application/json",
         ".csv": "text/csv; charset=utf-8",
         ".png": "image/png",
+        ".yaml": "application/yaml",
     }
     # index.html last: its presence means the rest of the report is there.
     for name in sorted(files, key=lambda n: n == "index.html"):
@@ -119,7 +127,7 @@ def write_report(store: Store, study_id: str) -> str:
         store.put_bytes(
             study_key(study_id, f"report/{name}"), files[name], content_types.get(suffix)
         )
-    return store.location(study_key(study_id, "report/index.html"))
+    return summary, store.location(study_key(study_id, "report/index.html"))
 
 
 def study_finished(store: Store, study_id: str) -> bool:

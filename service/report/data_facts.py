@@ -8,7 +8,6 @@ is the one the `scale` option sees. keras.datasets classics are never downloaded
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ def dataset_facts(dataset_spec) -> DatasetFacts | None:
         raw_max=float(x_train.max()) if x_train.size else 0.0,
         scale=dataset_spec.scale,
         train_test_duplicates=shared_samples(x_train, data.x_test),
+        validation_size=len(data.y_val),
     )
 
 
@@ -62,18 +62,14 @@ def _digest(row: np.ndarray) -> bytes:
 # Findings from the facts
 
 
-IMBALANCE_RATIO = 3.0
-"""Largest over smallest training class count from which the imbalance is reported."""
 FEW_SAMPLES = 50
 """Training samples in the smallest class below which accuracy is called noisy."""
-UNSCALED_MAX = 1.5
-"""Raw inputs above this, fed with scale 'none', count as unscaled (e.g. 0..255 pixels)."""
-UNSCALED_MAGNITUDE = 0.10
 
 
 def data_findings(data: StudyData, baseline_config: dict[str, Any]) -> list[Finding]:
-    """Data problems, ranked by their own severity; the runs behind them are those of every
-    variant trained on the baseline's dataset section."""
+    """Facts of the data that are not causes of low accuracy but change how to read it (few
+    samples per class, a train/test leak); imbalance and unscaled input are symptoms
+    (`service.report.symptoms`), since whether they cost accuracy shows in the runs."""
     facts = data.dataset
     if facts is None:
         return []
@@ -82,7 +78,7 @@ def data_findings(data: StudyData, baseline_config: dict[str, Any]) -> list[Find
     names = [v.name for v in records]
     run_ids = list(dict.fromkeys(run.run_id for v in records for run in v.runs))
     found = []
-    for rule in (_class_imbalance, _few_samples, _unscaled_input, _train_test_leak):
+    for rule in (_few_samples, _train_test_leak):
         result = rule(facts)
         if result is not None:
             title, statement, evidence, magnitude = result
@@ -99,39 +95,6 @@ def data_findings(data: StudyData, baseline_config: dict[str, Any]) -> list[Find
                 )
             )
     return found
-
-
-def _class_imbalance(facts: DatasetFacts):
-    counts = facts.train_class_counts
-    if len(counts) < 2:
-        return None
-    largest, smallest = max(counts), min(counts)
-    ratio = largest / smallest if smallest else math.inf
-    if ratio < IMBALANCE_RATIO:
-        return None
-    big, small = facts.class_names[counts.index(largest)], facts.class_names[counts.index(smallest)]
-    statement = (
-        f"The training classes are imbalanced: {big!r} has {largest} samples and {small!r} "
-        f"{smallest} ({'no samples' if not smallest else f'{ratio:.1f}x fewer'}); overall accuracy "
-        "hides the rare classes, so read the per-class accuracy too."
-    )
-    evidence = {
-        "largest_class": big,
-        "largest_count": largest,
-        "smallest_class": small,
-        "smallest_count": smallest,
-        "ratio": ratio if smallest else None,
-        "threshold": IMBALANCE_RATIO,
-    }
-    magnitude = min(0.10, 0.02 * math.log2(ratio)) if smallest else 0.10
-    return (
-        f"Class imbalance: {ratio:.1f}x"
-        if smallest
-        else f"Class {small!r} has no training samples",
-        statement,
-        evidence,
-        magnitude,
-    )
 
 
 def _few_samples(facts: DatasetFacts):
@@ -157,29 +120,6 @@ def _few_samples(facts: DatasetFacts):
         evidence,
         min(0.10, 0.01 * FEW_SAMPLES / max(1, smallest)),
     )
-
-
-def _unscaled_input(facts: DatasetFacts):
-    evidence = {"raw_min": facts.raw_min, "raw_max": facts.raw_max, "scale": facts.scale}
-    if facts.scale == "none" and facts.raw_max > UNSCALED_MAX:
-        statement = (
-            f"Inputs reach the model unscaled: values run from {facts.raw_min:g} to {facts.raw_max:g} "
-            "with dataset.scale 'none'; large inputs slow or destabilize training (use 'auto', "
-            "'unit' or 'standardize')."
-        )
-        return (
-            f"Unscaled input: values up to {facts.raw_max:g}",
-            statement,
-            evidence,
-            UNSCALED_MAGNITUDE,
-        )
-    if facts.scale == "unit" and 0 < facts.raw_max <= 1.0:
-        statement = (
-            f"Inputs are scaled twice: they already lie in {facts.raw_min:g}..{facts.raw_max:g} and "
-            "dataset.scale 'unit' divides them by 255 again, leaving almost no signal (use 'auto')."
-        )
-        return "Input divided by 255 twice", statement, evidence, UNSCALED_MAGNITUDE
-    return None
 
 
 def _train_test_leak(facts: DatasetFacts):

@@ -1,96 +1,360 @@
-"""The diagnosis: ranked findings on what lowers test accuracy, and what the seeds cannot tell.
+"""The diagnosis: what is wrong with the baseline, how sure the study is, and what to change.
 
-A finding needs significant evidence (Welch p < alpha, a one-sided test across seeds for curve
-shapes, every seed diverging, or a fact of the data); see `rules` and `data_facts`. Every variant
-whose comparison with the baseline is not significant becomes an `Inconclusive` entry instead,
-with the seeds a study would need to settle it.
+A cause is claimed only from evidence about the baseline: a change from it that significantly
+helps by at least MIN_GAIN (a fix; what it changed names the cause, `rules.fix_rule`), or a
+symptom of its own runs (`symptoms`). A symptom and the fixes that repair it are one cause.
+Causes are ranked by the accuracy at stake: a fix's measured gain, a symptom's stake. Changes
+that significantly hurt say what the baseline already gets right; they are never causes. Only
+comparisons on the baseline's test set are claimed. Significance is Benjamini-Hochberg over the
+study's comparisons (`stats.adjust`).
 """
 
 from __future__ import annotations
 
-from service.report.contrast import Study, build_study
+from dataclasses import dataclass
+
+from service.report.advice import cause_advice, cause_title
+from service.report.contrast import Contrast, Study, build_study, effect
 from service.report.data_facts import data_findings
-from service.report.models import Finding, Inconclusive, StudyData, VariantStats
-from service.report.rules import RULES
-from service.report.stats import MAX_SEEDS, pooled_std, seed_accuracies, seeds_needed
-from service.report.wording import p_text, points
+from service.report.models import (
+    Cause,
+    Finding,
+    Inconclusive,
+    Statistics,
+    StudyData,
+    Symptom,
+    VariantStats,
+)
+from service.report.next_steps import at_edge, fix_of, suggestions
+from service.report.rules import comparable, fix_rule, remedies
+from service.report.rules.thresholds import MATERIAL_EFFECT, MIN_GAIN
+from service.report.stats import (
+    detectable_effect,
+    per_seed_sd,
+    pooled_std,
+    samples_tested,
+    seed_accuracies,
+    seeds_needed,
+    threshold_to_join,
+)
+from service.report.symptoms import read_symptoms
+from service.report.wording import describe, p_text, points
+
+TRAINING_TROUBLE = ("learned_nothing", "diverged")
+"""Symptoms of a baseline that does not train at all: whichever fix makes it train is the
+cause, and without one the learning rate is the first suspect."""
+CANDIDATES = {
+    "learned_nothing": (
+        "learning_rate_too_high",
+        "learning_rate_too_low",
+        "unscaled_input",
+        "few_updates",
+        "too_few_epochs",
+        "over_regularization",
+        "underfitting",
+    ),
+    "underfitting": (
+        "underfitting",
+        "too_few_epochs",
+        "learning_rate_too_low",
+        "learning_rate_too_high",
+        "few_updates",
+        "over_regularization",
+        "unscaled_input",
+    ),
+    "overfitting": ("overfitting",),
+    "still_improving": ("too_few_epochs", "learning_rate_too_low", "few_updates"),
+    "oscillating_loss": ("learning_rate_too_high",),
+}
+CANDIDATES["diverged"] = CANDIDATES["learned_nothing"]
+FALLBACK = {
+    "learned_nothing": "learned_nothing",
+    "diverged": "learning_rate_too_high",
+    "oscillating_loss": "learning_rate_too_high",
+    "underfitting": "underfitting",
+    "overfitting": "overfitting",
+    "still_improving": "too_few_epochs",
+    "few_updates": "few_updates",
+    "class_collapse": "class_collapse",
+    "class_imbalance": "class_imbalance",
+    "test_above_validation": "label_noise",
+    "unscaled_input": "unscaled_input",
+}
+"""The cause a symptom names when no tested fix repairs it."""
+EXPLAINS = {
+    "unscaled_input": ("learned_nothing", "diverged", "underfitting", "oscillating_loss"),
+    "few_updates": ("learned_nothing", "underfitting", "still_improving"),
+    "test_above_validation": ("underfitting", "overfitting"),
+}
+"""A symptom that explains others: unscaled input explains a baseline that does not train,
+noisy labels explain a model that cannot fit (or memorizes) its training set."""
 
 
-def diagnose(
-    data: StudyData, stats: list[VariantStats], alpha: float = 0.05
-) -> tuple[list[Finding], list[Inconclusive]]:
-    """Findings ranked by magnitude (largest first) and the comparisons the seeds cannot settle."""
+@dataclass
+class Diagnosis:
+    causes: list[Cause]
+    symptoms: list[Symptom]
+    strengths: list[Finding]
+    facts: list[Finding]
+    inconclusive: list[Inconclusive]
+    not_comparable: list[str]
+    small_gains: list[str]
+    statistics: Statistics
+    study: Study | None
+
+
+def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) -> Diagnosis:
     if not data.variants:
-        return [], []
+        return Diagnosis([], [], [], [], [], [], [], _statistics(None, alpha), None)
     study = build_study(data, stats, alpha)
-    findings: list[Finding] = []
-    claimed: set[str] = set()
-    for rule in RULES:
-        for finding in rule(study, claimed):
-            claimed.update(finding.variants)
-            findings.append(finding)
-    findings.extend(data_findings(data, study.config))
-    findings.sort(key=lambda f: -f.magnitude)
-    return findings, inconclusive(study)
+    fair = [c for c in study.contrasts if comparable(c)]
+    symptoms, facts = read_symptoms(study)
+    facts += data_findings(data, study.config)
+    fixes = [c for c in fair if c.better and c.delta >= MIN_GAIN]
+    for symptom in symptoms:
+        tested = remedies(study, symptom.rule, fair)
+        if tested and not any(c in fixes for c in tested) and all(_no_gain(c) for c in tested):
+            symptom.refuted_by = [c.name for c in tested]
+    causes = _causes(study, symptoms, fixes)
+    return Diagnosis(
+        causes=causes,
+        symptoms=symptoms,
+        strengths=_strengths(study, fair),
+        facts=facts,
+        inconclusive=_inconclusive(study, fair),
+        not_comparable=[_unfair_text(c) for c in study.contrasts if not comparable(c)],
+        small_gains=[
+            f"{c.name} ({describe(c.changes)}) raises test accuracy by {points(c.delta)} "
+            f"({p_text(c.stats.vs_baseline.p_adjusted)}): significant, but below the "
+            f"{MIN_GAIN * 100:.0f}-point gain that counts as a cause."
+            for c in fair
+            if c.better and c.delta < MIN_GAIN
+        ],
+        statistics=_statistics(study, alpha),
+        study=study,
+    )
 
 
-# What the seeds cannot tell
+def _no_gain(c: Contrast) -> bool:
+    """The remedy was measured and gained less than MIN_GAIN: no evidence that it helps."""
+    return c.stats.vs_baseline is not None and c.delta < MIN_GAIN
 
 
-def inconclusive(study: Study) -> list[Inconclusive]:
+# Causes
+
+
+def _causes(study: Study, symptoms: list[Symptom], fixes: list[Contrast]) -> list[Cause]:
+    by_rule: dict[str, list[Contrast]] = {}
+    for c in fixes:
+        by_rule.setdefault(fix_rule(study, c), []).append(c)
+    present = {s.rule for s in symptoms if not s.refuted_by}
+    claimed: dict[str, list[Symptom]] = {}
+    for symptom in symptoms:
+        if symptom.refuted_by or (symptom.stake < MIN_GAIN and symptom.rule not in TRAINING_TROUBLE):
+            continue
+        explained_by = [
+            s for s, covers in EXPLAINS.items() if s in present and symptom.rule in covers
+        ]
+        fixed = [r for r in CANDIDATES.get(symptom.rule, ()) if r in by_rule]
+        if fixed:
+            rule = max(fixed, key=lambda r: max(c.delta for c in by_rule[r]))
+        elif explained_by:
+            rule = FALLBACK[explained_by[0]]
+        else:
+            rule = FALLBACK[symptom.rule]
+        claimed.setdefault(rule, []).append(symptom)
+    causes = []
+    for rule in dict.fromkeys([*claimed, *by_rule]):
+        causes.append(_cause(study, rule, by_rule.get(rule, []), claimed.get(rule, [])))
+    causes.sort(key=lambda cause: -cause.gain)
+    return causes
+
+
+def _cause(study: Study, rule: str, fixes: list[Contrast], symptoms: list[Symptom]) -> Cause:
+    fixes = sorted(fixes, key=lambda c: -c.delta)
+    best = fixes[0] if fixes else None
+    stake = max((s.stake for s in symptoms), default=0.0)
+    gain = max(best.delta if best else 0.0, stake)
+    basis = "fix and symptom" if best and symptoms else "fix" if best else "symptom"
+    evidence: dict = {}
+    for s in symptoms:
+        evidence[s.rule] = s.evidence
+    if best is not None:
+        evidence["fix"] = effect(study, best)
+        if len(fixes) > 1:
+            evidence["also"] = [effect(study, c) for c in fixes[1:]]
+    fix = fix_of(study, best) if best else None
+    try_next = suggestions(study, rule) if best is None or at_edge(study, rule, best) else []
+    sentences = [s.statement for s in symptoms]
+    if best is not None:
+        comparison = best.stats.vs_baseline
+        sentences.append(
+            f"{best.name} ({describe(best.changes)}) raises test accuracy by "
+            f"{points(best.delta)} (95% CI {comparison.ci_low * 100:+.1f} to "
+            f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)})."
+        )
+    records = [study.baseline_record] + [c.record for c in fixes]
+    return Cause(
+        rule=rule,
+        title=cause_title(rule, best, symptoms),
+        statement=" ".join(sentences),
+        basis=basis,
+        gain=gain,
+        fix=fix,
+        try_next=try_next,
+        advice=cause_advice(rule, fix, try_next),
+        symptoms=[s.rule for s in symptoms],
+        evidence=evidence,
+        variants=[r.name for r in records],
+        run_ids=list(dict.fromkeys(run.run_id for r in records for run in r.runs)),
+    )
+
+
+# What the baseline already gets right, and what the seeds cannot tell
+
+
+def _strengths(study: Study, fair: list[Contrast]) -> list[Finding]:
+    found = []
+    for c in fair:
+        if c.all_diverged and study.baseline.succeeded:
+            statement = (
+                f"{c.name} ({describe(c.changes)}) diverged in all {c.stats.seeds} seeds, while "
+                "the baseline trains: keep the baseline's setting."
+            )
+            magnitude, title = study.baseline.test_accuracy.mean or 0.0, f"{c.name} diverges"
+        elif c.worse:
+            comparison = c.stats.vs_baseline
+            statement = (
+                f"{c.name} ({describe(c.changes)}) lowers test accuracy by "
+                f"{abs(c.delta) * 100:.1f} points (95% CI {comparison.ci_low * 100:+.1f} to "
+                f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)}): the "
+                "baseline is right not to make this change."
+            )
+            magnitude, title = abs(c.delta), f"{c.name} hurts: {points(c.delta)}"
+        else:
+            continue
+        found.append(
+            Finding(
+                rule=fix_rule(study, c),
+                title=title,
+                kind="hurts",
+                statement=statement,
+                evidence=effect(study, c) if c.stats.vs_baseline else {"variant": c.name},
+                variants=[study.baseline.name, c.name],
+                run_ids=list(
+                    dict.fromkeys(
+                        run.run_id for r in (study.baseline_record, c.record) for run in r.runs
+                    )
+                ),
+                magnitude=magnitude,
+            )
+        )
+    return sorted(found, key=lambda f: -f.magnitude)
+
+
+def _inconclusive(study: Study, fair: list[Contrast]) -> list[Inconclusive]:
+    comparisons = [c.stats.vs_baseline for c in fair if c.stats.vs_baseline is not None]
+    level = threshold_to_join(comparisons, study.alpha)
+    samples = samples_tested(study.baseline_record)
     entries = []
-    baseline_values = seed_accuracies(study.baseline_record)
-    for c in study.contrasts:
+    for c in fair:
         comparison = c.stats.vs_baseline
         if comparison is None or comparison.significant:
             continue
-        values = seed_accuracies(c.record)
-        sd = pooled_std(values, baseline_values)
-        needed = seeds_needed(comparison.delta, sd, study.alpha)
+        values, base = seed_accuracies(c.record), seed_accuracies(study.baseline_record)
+        spread = max(
+            filter(None, (per_seed_sd(values, samples), per_seed_sd(base, samples))), default=None
+        )
+        needed = seeds_needed(comparison.delta, spread or pooled_std(values, base), level)
         entries.append(
             Inconclusive(
                 variant=c.name,
                 delta=comparison.delta,
-                p_value=comparison.p_value,
+                p_value=comparison.p_adjusted,
+                ci_low=comparison.ci_low,
+                ci_high=comparison.ci_high,
                 seeds_needed=needed,
-                statement=_inconclusive_text(
-                    c.name,
-                    comparison.delta,
-                    comparison.p_value,
-                    needed,
-                    sd,
-                    len(values),
-                    len(baseline_values),
-                ),
+                statement=_inconclusive_text(c, needed, min(len(values), len(base)), level),
             )
         )
     return entries
 
 
-def _inconclusive_text(
-    name: str,
-    delta: float,
-    p_value: float | None,
-    needed: int | None,
-    sd: float | None,
-    n_variant: int,
-    n_baseline: int,
-) -> str:
-    head = f"The study cannot tell whether {name} changes test accuracy ({points(delta)}"
-    if p_value is not None:
-        head += f", {p_text(p_value)})"
-    elif min(n_variant, n_baseline) < 2:
-        head += (
-            f" from {n_variant} and {n_baseline} seeds): a t-test needs at least 2 seeds on each "
-            "side"
+def _inconclusive_text(c: Contrast, needed: int | None, seeds: int, level: float) -> str:
+    comparison = c.stats.vs_baseline
+    head = f"{c.name} ({describe(c.changes)}): {points(comparison.delta)}"
+    if comparison.p_value is None:
+        return (
+            f"{head} from {seeds} seed{'s' if seeds != 1 else ''} per side: a test needs at least "
+            "2 seeds on each side; run at least 3 seeds per variant (ablation.seeds)."
         )
-    else:
-        head += "): every seed gave the same test accuracy on both sides, so there is no noise to test against"
-    seeds = f" ({min(n_variant, n_baseline)} now)."
-    if needed is not None:
-        return f"{head}; about {needed} seeds per variant would be needed to detect an effect this size{seeds}"
-    if delta and sd:
-        return f"{head}; more than {MAX_SEEDS} seeds per variant would be needed to detect an effect this small."
-    if not sd and min(n_variant, n_baseline) < 2:
-        return f"{head}; run at least 3 seeds per variant (ablation.seeds) to estimate the noise."
-    return f"{head}."
+    bounds = (
+        f" (95% CI {comparison.ci_low * 100:+.1f} to {comparison.ci_high * 100:+.1f}, "
+        f"{p_text(comparison.p_adjusted)}): no gain larger than {max(0.0, comparison.ci_high) * 100:.1f} "
+        f"points and no loss larger than {max(0.0, -comparison.ci_low) * 100:.1f} points"
+    )
+    if abs(comparison.delta) < MIN_GAIN and comparison.ci_high < MIN_GAIN:
+        return f"{head}{bounds}; whatever effect it has is too small to matter."
+    if needed is None:
+        return f"{head}{bounds}; the effect is too small for any practical number of seeds."
+    if needed <= seeds:
+        return (
+            f"{head}{bounds}; an effect this size sits at the edge of what {seeds} seeds "
+            f"detect at the threshold it faces (raw p below {level:.3g}): rerun it on fresh seeds "
+            "to settle it."
+        )
+    return (
+        f"{head}{bounds}; about {needed} seeds per variant would detect an effect this size "
+        f"at the threshold it faces (raw p below {level:.3g}; {seeds} seeds now)."
+    )
+
+
+def _unfair_text(c: Contrast) -> str:
+    return (
+        f"{c.name} ({describe(c.changes)}) changes the data or the split, so it is scored on a "
+        "different test set: its difference is shown but not claimed as an effect."
+    )
+
+
+# Power
+
+
+def _statistics(study: Study | None, alpha: float) -> Statistics:
+    procedure = "Benjamini-Hochberg"
+    if study is None:
+        return Statistics(
+            procedure=procedure, alpha=alpha, comparisons=0, seeds=0, detectable_effect=None,
+            underpowered=False, statement="The study has no runs to compare.",
+        )  # fmt: skip
+    fair = [c for c in study.contrasts if comparable(c)]
+    m = max(1, sum(1 for c in fair if c.stats.vs_baseline and c.stats.vs_baseline.p_value is not None))
+    values = seed_accuracies(study.baseline_record)
+    sd = per_seed_sd(values, samples_tested(study.baseline_record))
+    seeds = len(values)
+    detectable = detectable_effect(seeds, sd, alpha / m)
+    underpowered = detectable is None or detectable > MATERIAL_EFFECT
+    statement = (
+        f"Significance: {procedure} over the study's {m} comparison{'s' if m > 1 else ''} with "
+        f"the baseline (false discovery rate {alpha:g}); every p quoted is the adjusted one."
+    )
+    if detectable is not None:
+        statement += (
+            f" With {seeds} seeds per variant it detects differences of about "
+            f"{detectable * 100:.1f} points (80% power at the strictest threshold)."
+        )
+    if underpowered:
+        needed = seeds_needed(MATERIAL_EFFECT, sd, alpha / m) if sd else None
+        statement += (
+            f" This study is too small to tell effects of {MATERIAL_EFFECT * 100:.0f} points from "
+            "noise"
+            + (f": about {needed} seeds per variant would (ablation.seeds)." if needed else ".")
+        )
+    return Statistics(
+        procedure=procedure,
+        alpha=alpha,
+        comparisons=m,
+        seeds=seeds,
+        detectable_effect=detectable,
+        underpowered=underpowered,
+        statement=statement,
+    )

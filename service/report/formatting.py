@@ -104,12 +104,9 @@ def interval(low: float | None, high: float | None, signed: bool = False) -> str
     return f"[{100 * low:{spec}}, {100 * high:{spec}}]".replace("-", "−")
 
 
-def _p_with_holm(comparison) -> str:
-    """Welch's p, and Holm's adjusted p (the one significance is judged by) when it differs."""
-    text = p_value(comparison.p_value)
-    if comparison.p_adjusted is not None and comparison.p_adjusted != comparison.p_value:
-        text += f" (Holm {p_value(comparison.p_adjusted)})"
-    return text
+def _p_judged(comparison) -> str:
+    """The p significance is judged on: Welch's, adjusted with Benjamini-Hochberg."""
+    return p_value(comparison.p_adjusted if comparison.p_adjusted is not None else comparison.p_value)
 
 
 def p_value(value: float | None) -> str:
@@ -170,7 +167,7 @@ VARIANT_COLUMNS = [
     ("seeds", "Seeds"),
     ("test_accuracy", "Test accuracy [95% CI]"),
     ("delta", "Δ vs baseline [95% CI]"),
-    ("p", "p"),
+    ("p", "p (BH)"),
     ("g", "g"),
     ("gap", "Train–val gap"),
     ("best_epoch", "Best epoch"),
@@ -211,7 +208,7 @@ def _variant_row(summary: Summary, variant: VariantStats) -> VariantRow:
         delta_ci=interval(comparison.ci_low, comparison.ci_high, signed=True)
         if comparison and not is_baseline
         else "–",
-        p=_p_with_holm(comparison) if comparison and not is_baseline else "–",
+        p=_p_judged(comparison) if comparison and not is_baseline else "–",
         g=_signed(comparison.effect_size) if comparison and not is_baseline else "–",
         gap=points(variant.train_val_gap.mean),
         best_epoch=f"{epoch.mean:.1f}" if _finite(epoch.mean) else "–",

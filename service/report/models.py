@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from service.records import RunMetrics, RunStatus
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2
 
 
 # Input
@@ -55,6 +55,8 @@ class DatasetFacts:
     """The dataset's `scale` option."""
     train_test_duplicates: int
     """Test samples identical to some training sample."""
+    validation_size: int | None = None
+    """Samples in the validation split (None when unknown)."""
 
 
 @dataclass
@@ -96,10 +98,14 @@ class Comparison(_Model):
     effect_size: float | None
     """Hedges' g (bias-corrected standardized mean difference)."""
     p_adjusted: float | None = None
-    """p adjusted with Holm's method over all of the study's comparisons with the baseline, so
-    that a study of many variants does not state chance differences as findings."""
+    """p adjusted with Benjamini-Hochberg over all of the study's comparisons with the baseline
+    (a screening family), so that a study of many variants does not state chance differences as
+    findings. Significance is judged on it."""
     significant: bool
     """p_adjusted < alpha (0.05)."""
+    binomial_floor: bool = False
+    """True when a side's spread across seeds was below the binomial noise of its test
+    accuracy, so the floor p(1-p)/n_test was used instead."""
 
 
 class Curves(_Model):
@@ -142,41 +148,152 @@ class VariantStats(_Model):
     curves: Curves
 
 
-class Finding(_Model):
-    rule: Literal[
-        "learning_rate_too_high",
-        "learning_rate_too_low",
-        "overfitting",
-        "underfitting",
-        "harmful_augmentation",
-        "factor_effect",
-        "class_imbalance",
-        "few_samples",
-        "unscaled_input",
-        "train_test_leak",
-    ]
+CauseRule = Literal[
+    "learned_nothing",
+    "learning_rate_too_high",
+    "learning_rate_too_low",
+    "too_few_epochs",
+    "few_updates",
+    "underfitting",
+    "overfitting",
+    "over_regularization",
+    "harmful_augmentation",
+    "class_imbalance",
+    "class_collapse",
+    "unscaled_input",
+    "label_noise",
+    "few_samples",
+    "factor_effect",
+]
+SymptomRule = Literal[
+    "learned_nothing",
+    "diverged",
+    "oscillating_loss",
+    "underfitting",
+    "overfitting",
+    "still_improving",
+    "few_updates",
+    "class_collapse",
+    "class_imbalance",
+    "test_above_validation",
+    "unscaled_input",
+]
+
+
+class Symptom(_Model):
+    """Something the baseline's own runs (or its data) show, with its evidence across seeds."""
+
+    rule: SymptomRule
     title: str
-    """One line, e.g. "Horizontal flips hurt: -1.6 points of test accuracy"."""
-    kind: Literal["hurts", "helps", "data", "training"]
     statement: str
-    """The finding with its numbers, in one or two sentences."""
     evidence: dict[str, Any]
-    """The numbers behind the statement (deltas, intervals, p-values, gaps, counts)."""
+    stake: float
+    """Test accuracy at stake (a fraction), on the scale fixes are ranked on: e.g. the
+    minority classes' share of the test set times their recall deficit."""
+    refuted_by: list[str] = []
+    """Variants that applied this symptom's direct remedy without a gain: the symptom is shown
+    but not claimed as a cause."""
+
+
+class Fix(_Model):
+    """A change from the baseline, as the spec fragment that makes it, and what it measured."""
+
+    variant: str | None
+    """The variant that measured it; None for a fix suggested but not tested."""
+    changes: dict[str, Any]
+    """Dotted spec paths and the values to set."""
+    spec: str
+    """The same change as a YAML fragment to paste into the spec."""
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_adjusted: float | None = None
+
+
+class Cause(_Model):
+    """A cause of the baseline's low accuracy: a fix that significantly helps, a symptom of the
+    baseline itself, or both."""
+
+    rule: CauseRule
+    title: str
+    statement: str
+    basis: Literal["fix", "symptom", "fix and symptom"]
+    gain: float
+    """The accuracy it recovers (a measured fix's delta) or has at stake (a symptom's), for
+    ranking; a fraction."""
+    fix: Fix | None
+    """The measured fix, when one was tested and helps."""
+    try_next: list[Fix]
+    """Changes to try that this study did not test (or tested too narrowly)."""
+    advice: str
+    """What to change, in a sentence, including what lies outside the spec."""
+    symptoms: list[str]
+    evidence: dict[str, Any]
+    variants: list[str]
+    run_ids: list[str]
+
+
+class Finding(_Model):
+    """A fact that is not a cause: a change that hurts (what the baseline already gets right) or
+    a fact of the data."""
+
+    rule: str
+    title: str
+    kind: Literal["hurts", "data"]
+    statement: str
+    evidence: dict[str, Any]
     variants: list[str]
     run_ids: list[str]
     magnitude: float
-    """For ranking: absolute effect on test accuracy (or a rule-specific severity)."""
+    """For ranking within its section: absolute effect on test accuracy or a severity."""
 
 
 class Inconclusive(_Model):
-    """A comparison the seeds cannot settle, and how many seeds would."""
+    """A comparison the seeds did not settle: what its interval rules out, and the seeds that
+    would settle it."""
 
     variant: str
     delta: float
     p_value: float | None
+    """The BH-adjusted p that significance was judged on."""
+    ci_low: float | None = None
+    ci_high: float | None = None
     seeds_needed: int | None
-    """Seeds per variant for 80% power at alpha 0.05, given the observed effect and spread."""
+    """Seeds per variant for 80% power at the BH threshold this comparison faces."""
     statement: str
+
+
+class Statistics(_Model):
+    """How significance was judged, and what the study could detect."""
+
+    procedure: str
+    alpha: float
+    comparisons: int
+    seeds: int
+    """Seeds of the baseline (succeeded)."""
+    detectable_effect: float | None
+    """The smallest difference the study detects with 80% power at the strictest BH threshold
+    (alpha / comparisons), given the baseline's spread; a fraction."""
+    underpowered: bool
+    """True when that detectable effect exceeds MATERIAL_EFFECT."""
+    statement: str
+
+
+class NextSteps(_Model):
+    recommended: dict[str, Any]
+    """Dotted spec paths and values: the significant fixes combined (later ones yield on
+    conflicts)."""
+    recommended_spec: str
+    """The recommended changes as a YAML fragment ('' when nothing to change)."""
+    combined_from: list[str]
+    """Variants whose changes the recommendation combines."""
+    untested: bool
+    """True when the combination was not itself trained by this study."""
+    next_study: str | None
+    """File name of the next study's spec beside the report, when there is one."""
+    next_study_reason: str | None
+    actions: list[str]
+    """What to do, in order."""
 
 
 class Summary(_Model):
@@ -191,9 +308,22 @@ class Summary(_Model):
     baseline: str
     metric: str = "test_accuracy"
     alpha: float = 0.05
+    verdict: str
+    """The answer in one sentence: the top cause, or that nothing to fix was found."""
     variants: list[VariantStats]
-    findings: list[Finding]
-    """Ranked: most important first."""
+    causes: list[Cause]
+    """What is causing low accuracy, most accuracy at stake first; empty on a healthy
+    baseline."""
+    symptoms: list[Symptom]
+    """Everything the baseline's runs show, claimed or not."""
+    strengths: list[Finding]
+    """Changes that significantly hurt: what the baseline already gets right."""
+    facts: list[Finding]
+    """Facts of the data that are not causes (an imbalance the model copes with, a leak)."""
     inconclusive: list[Inconclusive]
+    not_comparable: list[str]
+    """Variants that change the data or test set: shown, never claimed."""
+    statistics: Statistics
+    next_steps: NextSteps
     notes: list[str]
     """Caveats, e.g. which runs failed."""

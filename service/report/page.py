@@ -15,14 +15,12 @@ from service.report.formatting import (
     INTERVAL_OF,
     PLOT_CAPTIONS,
     VARIANT_COLUMNS,
-    number,
-    p_value,
     partial_message,
     plot_names,
-    points,
     variant_rows,
 )
-from service.report.models import Finding, Summary
+from service.report.models import Summary
+from service.report.sections import Item, Section, sections
 
 PAIR_MAX_WIDTH = 900
 """Confusion matrices up to this many pixels wide are shown side by side."""
@@ -49,13 +47,18 @@ h3 { font-size: 16px; margin: 0 0 6px; }
   border-radius: 8px; padding: 14px 18px; }
 .card.hurts { border-left-color: var(--hurts); }
 .card.helps { border-left-color: var(--helps); }
-.card.data, .card.training { border-left-color: var(--amber); }
+.card.data, .card.symptom { border-left-color: var(--amber); }
+.card.fix { border-left-color: var(--helps); }
 .card .rank { color: var(--muted); font-weight: 400; }
 .kind { display: inline-block; font-size: 11px; font-weight: 700; text-transform: uppercase;
   letter-spacing: .04em; padding: 1px 8px; border-radius: 4px; margin-left: 8px; vertical-align: 2px;
   color: #fff; background: var(--muted); }
 .kind.hurts { background: var(--hurts); } .kind.helps { background: var(--helps); }
-.kind.data, .kind.training { background: var(--amber); }
+.kind.data, .kind.symptom { background: var(--amber); } .kind.fix { background: var(--helps); }
+.intro { font-size: 16px; }
+pre { background: var(--bg); border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px;
+  overflow-x: auto; white-space: pre-wrap; word-break: break-word; font-size: 13px; }
+.caption { margin: 6px 0 2px; font-size: 13px; color: var(--muted); }
 .card p { margin: 4px 0 10px; }
 table { border-collapse: collapse; background: #fff; }
 .scroll-x { overflow-x: auto; }
@@ -101,7 +104,10 @@ def render_html(summary: Summary, plots: dict[str, bytes]) -> str:
     ]
     if summary.partial:
         parts.append(f'<div class="banner" role="alert">{escape(partial_message(summary))}</div>')
-    parts += _header(summary) + _findings(summary) + _inconclusive(summary) + _variants(summary)
+    parts += _header(summary)
+    for section in sections(summary):
+        parts += _section(section)
+    parts += _variants(summary)
     parts += _plots(summary, plots) + _notes(summary)
     parts.append(
         f"<footer>summary.json (schema version {summary.schema_version}), report.md, runs.csv and "
@@ -121,56 +127,37 @@ def _header(summary: Summary) -> list[str]:
     ]
 
 
-def _findings(summary: Summary) -> list[str]:
-    parts = ['<section id="findings"><h2>What is causing low accuracy</h2>']
-    if not summary.findings:
-        parts.append(
-            f"<p>No factor changed test accuracy significantly at alpha {summary.alpha:g}.</p>"
-        )
-    else:
+def _section(section: Section) -> list[str]:
+    parts = [f'<section id="{escape(section.id)}"><h2>{escape(section.title)}</h2>']
+    if section.intro:
+        parts.append(f'<p class="intro">{escape(section.intro)}</p>')
+    if not section.items and section.empty:
+        parts.append(f"<p>{escape(section.empty)}</p>")
+    if section.items:
         parts.append('<div class="cards">')
-        parts += [_card(rank, finding) for rank, finding in enumerate(summary.findings, 1)]
+        for rank, item in enumerate(section.items, 1):
+            parts.append(_card(rank if section.ordered else None, item))
         parts.append("</div>")
     return parts + ["</section>"]
 
 
-def _card(rank: int, finding: Finding) -> str:
-    kind = escape(finding.kind)
-    keys = "".join(f"<th>{escape(key.replace('_', ' '))}</th>" for key in finding.evidence)
-    values = "".join(f"<td>{escape(number(value))}</td>" for value in finding.evidence.values())
-    evidence = (
-        f'<div class="scroll-x"><table class="evidence"><tr>{keys}</tr><tr>{values}</tr></table></div>'
-        if keys
-        else ""
+def _card(rank: int | None, item: Item) -> str:
+    badge = escape(item.badge)
+    head = f'<span class="rank">{rank}.</span> ' if rank else ""
+    tag = f'<span class="kind {badge}">{badge}</span>' if badge else ""
+    rows = "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in item.rows
     )
-    variants = ", ".join(escape(name) for name in finding.variants)
-    runs = " ".join(f"<code>{escape(run_id)}</code>" for run_id in finding.run_ids)
-    details = ""
-    if variants or runs:
-        details = (
-            f"<details><summary>Variants and runs</summary><p>{variants}</p><p>{runs}</p></details>"
-        )
+    evidence = f'<table class="evidence">{rows}</table>' if rows else ""
+    code = "".join(
+        f'<p class="caption">{escape(caption)}</p><pre><code>{escape(text)}</code></pre>'
+        for caption, text in item.code
+        if text
+    )
     return (
-        f'<article class="card {kind}"><h3><span class="rank">{rank}.</span> {escape(finding.title)}'
-        f'<span class="kind {kind}">{kind}</span></h3><p>{escape(finding.statement)}</p>'
-        f"{evidence}{details}</article>"
+        f'<article class="card {badge}"><h3>{head}{escape(item.title)}{tag}</h3>'
+        f"{f'<p>{escape(item.text)}</p>' if item.text else ''}{code}{evidence}</article>"
     )
-
-
-def _inconclusive(summary: Summary) -> list[str]:
-    parts = ['<section id="inconclusive"><h2>What the study cannot tell</h2>']
-    if not summary.inconclusive:
-        return parts + [
-            "<p>Every comparison with the baseline was settled by the seeds run.</p></section>"
-        ]
-    parts.append('<ul class="plain">')
-    for item in summary.inconclusive:
-        # the statement already says how many seeds would settle it
-        parts.append(
-            f"<li><strong>{escape(item.variant)}</strong> ({escape(points(item.delta))}, "
-            f"p {escape(p_value(item.p_value))}): {escape(item.statement)}</li>"
-        )
-    return parts + ["</ul></section>"]
 
 
 NUMERIC = {"seeds", "test_accuracy", "delta", "p", "g", "gap", "best_epoch"}

@@ -17,14 +17,13 @@ from service.report.formatting import (
     PLOT_CAPTIONS,
     VARIANT_COLUMNS,
     VariantRow,
-    p_value,
     partial_message,
     plot_names,
-    points,
     variant_rows,
 )
 from service.report.models import RunRecord, StudyData, Summary
 from service.report.page import render_html
+from service.report.sections import Section, sections
 
 __all__ = ["render_html", "render_markdown", "runs_csv"]
 
@@ -51,26 +50,10 @@ def render_markdown(summary: Summary) -> str:
         f"Study `{_md(summary.study_id)}`, generated {_md(summary.generated_at or '–')}. "
         f"Baseline: **{_md(summary.baseline)}**. Metric: {_md(summary.metric)}, alpha {summary.alpha}.",
         "",
-        "## What is causing low accuracy",
-        "",
     ]
-    if summary.findings:
-        for rank, finding in enumerate(summary.findings, 1):
-            lines.append(
-                f"{rank}. **{_md(finding.title)}** ({finding.kind}) — {_md(finding.statement)}"
-            )
-    else:
-        lines.append(f"No factor changed test accuracy significantly at alpha {summary.alpha}.")
-    lines += ["", "## What the study cannot tell", ""]
-    if summary.inconclusive:
-        for item in summary.inconclusive:
-            # the statement already says how many seeds would settle it
-            lines.append(
-                f"- **{_md(item.variant)}** ({points(item.delta)}, p {p_value(item.p_value)}): {_md(item.statement)}"
-            )
-    else:
-        lines.append("Every comparison with the baseline was settled by the seeds run.")
-    lines += ["", "## Variants", ""]
+    for section in sections(summary):
+        lines += _md_section(section)
+    lines += ["## Variants", ""]
     lines.append("| " + " | ".join(title for _, title in VARIANT_COLUMNS) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(VARIANT_COLUMNS) - 2) + ["---"]) + "|")
     for row in variant_rows(summary):
@@ -80,7 +63,7 @@ def render_markdown(summary: Summary) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from Welch's t-test, with Holm's adjustment over the study's comparisons in brackets (significance is judged on it); g is Hedges' g.",
+        "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from Welch's t-test adjusted with Benjamini-Hochberg over the study's comparisons (significance is judged on it); g is Hedges' g.",
         "",
     ]
     lines += ["## Plots", ""]
@@ -90,6 +73,26 @@ def render_markdown(summary: Summary) -> str:
     if summary.notes:
         lines += ["## Notes", ""] + [f"- {_md(note)}" for note in summary.notes] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_section(section: Section) -> list[str]:
+    lines = [f"## {_md(section.title)}", ""]
+    if section.intro:
+        lines += [_md(section.intro), ""]
+    if not section.items and section.empty:
+        lines += [_md(section.empty), ""]
+    for rank, item in enumerate(section.items, 1):
+        bullet = f"{rank}." if section.ordered else "-"
+        badge = f" ({item.badge})" if item.badge else ""
+        text = f" — {_md(item.text)}" if item.text else ""
+        lines.append(f"{bullet} **{_md(item.title)}**{badge}{text}")
+        for caption, text in item.code:
+            if text:
+                lines += ["", f"   {_md(caption)}:", "", "   ```yaml"]
+                lines += [f"   {line}" for line in text.splitlines()] + ["   ```", ""]
+        if item.rows:
+            lines.append("   " + "; ".join(f"{_md(k)}: {_md(v)}" for k, v in item.rows))
+    return lines + [""]
 
 
 def _with_interval(row: VariantRow, key: str) -> str:

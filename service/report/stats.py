@@ -1,9 +1,12 @@
 """Statistics across seeds: per-variant metrics, the comparison with the baseline, curves.
 
 Only succeeded runs (those with metrics) enter the accuracy statistics; diverged runs are
-counted. Intervals are t-intervals; the baseline comparison is Welch's t-test, whose interval of
-the difference uses the Welch-Satterthwaite degrees of freedom. Nothing here returns NaN: an
-undefined quantity is None.
+counted. The baseline comparison is Welch's t-test, whose interval of the difference uses the
+Welch-Satterthwaite degrees of freedom. A test accuracy measured on n images carries binomial
+noise of its own, p(1-p)/n, whatever the seeds do: each side's per-seed variance is at least
+that floor, so identical seeds are not zero uncertainty and a large difference between them is
+still decided. Accuracy intervals are computed on the logit scale, so they stay inside [0, 1].
+Nothing here returns NaN: an undefined quantity is None.
 """
 
 from __future__ import annotations
@@ -32,8 +35,26 @@ def sample_var(x: np.ndarray) -> float:
     return 0.0 if np.ptp(x) == 0 else float(x.var(ddof=1))
 
 
-def metric_stats(values: Iterable[float | None], confidence: float = 0.95) -> MetricStats:
-    """Mean, sample std (ddof=1) and t-interval of the mean; std and interval need 2 values."""
+def binomial_var(accuracy: float, samples: int | None) -> float:
+    """Variance of an accuracy measured on `samples` images (0 when unknown); the accuracy is
+    kept half an image away from 0 and 1, where p(1-p) would vanish."""
+    if not samples:
+        return 0.0
+    p = min(max(accuracy, 0.5 / samples), 1 - 0.5 / samples)
+    return p * (1 - p) / samples
+
+
+def metric_stats(
+    values: Iterable[float | None],
+    confidence: float = 0.95,
+    accuracy_samples: int | None = None,
+) -> MetricStats:
+    """Mean, sample std (ddof=1) and t-interval of the mean; std and interval need 2 values.
+
+    With `accuracy_samples` (the values are accuracies measured on that many images) the
+    interval is a logit-scale t-interval whose per-seed variance has the binomial floor: it
+    stays inside [0, 1] and never collapses to a point.
+    """
     x = finite(values)
     n = len(x)
     if n == 0:
@@ -42,8 +63,16 @@ def metric_stats(values: Iterable[float | None], confidence: float = 0.95) -> Me
     if n == 1:
         return MetricStats(n=1, mean=mean, std=None, ci_low=None, ci_high=None)
     std = math.sqrt(sample_var(x))
-    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return MetricStats(n=n, mean=mean, std=std, ci_low=mean - half, ci_high=mean + half)
+    t = float(sps.t.ppf(0.5 + confidence / 2, n - 1))
+    if accuracy_samples is None:
+        half = t * std / math.sqrt(n)
+        return MetricStats(n=n, mean=mean, std=std, ci_low=mean - half, ci_high=mean + half)
+    se = math.sqrt(max(std**2, binomial_var(mean, accuracy_samples)) / n)
+    p = min(max(mean, 0.5 / accuracy_samples), 1 - 0.5 / accuracy_samples)
+    half = t * se / (p * (1 - p))  # the delta method: d logit(p) / dp = 1 / (p (1 - p))
+    centre = math.log(p / (1 - p))
+    low, high = (1 / (1 + math.exp(-(centre + sign * half))) for sign in (-1, 1))
+    return MetricStats(n=n, mean=mean, std=std, ci_low=min(low, mean), ci_high=max(high, mean))
 
 
 def pooled_std(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -60,11 +89,14 @@ def compare(
     variant_values: Sequence[float | None],
     baseline_values: Sequence[float | None],
     alpha: float = 0.05,
+    test_samples: int | None = None,
 ) -> Comparison | None:
     """Welch's t-test of variant against baseline; None when a side has no values.
 
-    p-value, interval and significance need 2 values on each side and some spread: with zero
-    variance on both sides the t statistic is undefined, so p is None and nothing is significant.
+    p-value, interval and significance need 2 values on each side. With `test_samples` (the
+    test split's size) each side's per-seed variance is at least the binomial variance of its
+    accuracy, so identical seeds on both sides still give a test; without it, zero spread on
+    both sides leaves p undefined (None) and nothing significant.
     """
     v, b = finite(variant_values), finite(baseline_values)
     if len(v) == 0 or len(b) == 0:
@@ -76,22 +108,58 @@ def compare(
         correction = 1 - 3 / (4 * (len(v) + len(b)) - 9)  # Hedges' small-sample correction
         effect = delta / sd * correction
     p_value = ci_low = ci_high = None
+    floored = False
     if len(v) >= 2 and len(b) >= 2:
-        var_v, var_b = sample_var(v) / len(v), sample_var(b) / len(b)
+        seed_var = [sample_var(x) for x in (v, b)]
+        floor = [binomial_var(float(x.mean()), test_samples) for x in (v, b)]
+        floored = any(f > s for s, f in zip(seed_var, floor, strict=True))
+        var_v, var_b = (max(s, f) / len(x) for s, f, x in zip(seed_var, floor, (v, b), strict=True))
         se = math.sqrt(var_v + var_b)
         if se > 0:
-            p_value = float(sps.ttest_ind(v, b, equal_var=False).pvalue)
             dof = (var_v + var_b) ** 2 / (var_v**2 / (len(v) - 1) + var_b**2 / (len(b) - 1))
+            p_value = float(min(1.0, 2 * sps.t.sf(abs(delta) / se, dof)))
             half = float(sps.t.ppf(1 - alpha / 2, dof)) * se
-            ci_low, ci_high = delta - half, delta + half
+            ci_low, ci_high = max(-1.0, delta - half), min(1.0, delta + half)
     return Comparison(
         delta=delta,
         ci_low=ci_low,
         ci_high=ci_high,
         p_value=p_value,
         effect_size=effect,
+        p_adjusted=p_value,
         significant=p_value is not None and p_value < alpha,
+        binomial_floor=floored,
     )
+
+
+def adjust(comparisons: list[Comparison], alpha: float) -> None:
+    """Benjamini-Hochberg over the study's comparisons with the baseline, a screening family:
+    at most a share alpha of the comparisons called significant are expected to be noise.
+    `p_adjusted` becomes the BH-adjusted p and `significant` means p_adjusted < alpha."""
+    tested = [c for c in comparisons if c.p_value is not None]
+    if not tested:
+        return
+    adjusted = sps.false_discovery_control([c.p_value for c in tested], method="bh")
+    for comparison, value in zip(tested, adjusted, strict=True):
+        comparison.p_adjusted = float(min(1.0, value))
+        comparison.significant = comparison.p_adjusted < alpha
+
+
+def threshold_to_join(comparisons: list[Comparison], alpha: float) -> float:
+    """The raw p a comparison not yet significant must reach to become significant under BH
+    with the others as they are: alpha x (R + 1) / m, R the comparisons already significant."""
+    m = sum(1 for c in comparisons if c.p_value is not None) or 1
+    r = sum(1 for c in comparisons if c.significant)
+    return alpha * min(m, r + 1) / m
+
+
+def per_seed_sd(values: Sequence[float], test_samples: int | None) -> float | None:
+    """A side's per-seed spread with the binomial floor (None without a value)."""
+    x = finite(values)
+    if len(x) == 0:
+        return None
+    seed_var = sample_var(x) if len(x) > 1 else 0.0
+    return math.sqrt(max(seed_var, binomial_var(float(x.mean()), test_samples))) or None
 
 
 def power(n: int, effect: float, alpha: float = 0.05) -> float:
@@ -128,6 +196,24 @@ def seeds_needed(
         else:
             low = middle + 1
     return low
+
+
+def detectable_effect(
+    n: int, sd: float | None, alpha: float = 0.05, target_power: float = 0.8
+) -> float | None:
+    """The smallest difference n seeds per side detect with `target_power` at level `alpha`
+    given a per-seed spread `sd` (None when the spread is unknown or n < 2)."""
+    if not sd or n < 2 or not math.isfinite(sd):
+        return None
+    low, high = 0.0, 1.0
+    while power(n, high, alpha) < target_power:
+        high *= 2
+        if high > 1e6:
+            return None
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if power(n, middle, alpha) < target_power else (low, middle)
+    return high * sd
 
 
 # Per-variant statistics
@@ -176,8 +262,11 @@ def variant_stats(
     histories = [m.history for m in done]
     diverged = sum(1 for run in variant.runs if run.metrics is None and run.state == "diverged")
     comparison = None
+    samples = samples_tested(variant)
     if baseline is not None:
-        comparison = compare(seed_accuracies(variant), seed_accuracies(baseline), alpha)
+        comparison = compare(
+            seed_accuracies(variant), seed_accuracies(baseline), alpha, samples or samples_tested(baseline)
+        )
     return VariantStats(
         name=variant.name,
         factor=variant.factor,
@@ -187,7 +276,7 @@ def variant_stats(
         succeeded=len(done),
         diverged=diverged,
         failed=len(variant.runs) - len(done) - diverged,
-        test_accuracy=metric_stats(m.test.accuracy for m in done),
+        test_accuracy=metric_stats((m.test.accuracy for m in done), accuracy_samples=samples),
         test_loss=metric_stats(m.test.loss for m in done),
         val_accuracy=metric_stats(_last(h, "val_accuracy") for h in histories),
         val_loss=metric_stats(_last(h, "val_loss") for h in histories),
@@ -202,3 +291,9 @@ def variant_stats(
 def seed_accuracies(variant: VariantRecord) -> list[float]:
     """Test accuracy of each succeeded run of the variant."""
     return [run.metrics.test.accuracy for run in variant.runs if run.metrics is not None]
+
+
+def samples_tested(variant: VariantRecord) -> int | None:
+    """The size of the test split the variant's accuracies were measured on."""
+    sizes = [run.metrics.test.samples for run in variant.runs if run.metrics is not None]
+    return min(sizes) if sizes else None

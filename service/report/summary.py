@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from service.report.diagnosis import diagnose
-from service.report.models import RunRecord, StudyData, Summary, VariantRecord, VariantStats
-from service.report.stats import variant_stats
+from service.report.diagnosis import Diagnosis, diagnose
+from service.report.models import RunRecord, StudyData, Summary, VariantRecord
+from service.report.next_steps import build_next_steps
+from service.report.stats import adjust, variant_stats
 
 ALPHA = 0.05
 LISTED_RUNS = 10
@@ -16,16 +17,22 @@ UNFINISHED = ("failed", "cancelled", "queued", "running")
 
 def summarize_study(data: StudyData, generated_at: str) -> Summary:
     """Compose the report's content from the study's runs; nothing here reads the store."""
+    return summarize_with_files(data, generated_at)[0]
+
+
+def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, dict[str, str]]:
+    """The summary and the spec files the next steps write beside the report (name -> YAML)."""
     baseline = data.variants[0] if data.variants else None
     stats = [
         variant_stats(variant, None if index == 0 else baseline, ALPHA)
         for index, variant in enumerate(data.variants)
     ]
-    holm_adjust(stats, ALPHA)
-    findings, inconclusive = diagnose(data, stats, ALPHA)
+    adjust([s.vs_baseline for s in stats if s.vs_baseline is not None], ALPHA)
+    found = diagnose(data, stats, ALPHA)
+    steps, files = build_next_steps(found.study, found.causes)
     runs = _unique_runs(data)
     counts = dict(sorted(Counter(run.state for _, run in runs.values()).items()))
-    return Summary(
+    summary = Summary(
         study_id=data.study_id,
         name=str(data.spec.get("name") or data.study_id),
         generated_at=generated_at,
@@ -33,25 +40,39 @@ def summarize_study(data: StudyData, generated_at: str) -> Summary:
         counts=counts,
         baseline=baseline.name if baseline else "",
         alpha=ALPHA,
+        verdict=verdict(found),
         variants=stats,
-        findings=findings,
-        inconclusive=inconclusive,
-        notes=_notes(data, runs),
+        causes=found.causes,
+        symptoms=found.symptoms,
+        strengths=found.strengths,
+        facts=found.facts,
+        inconclusive=found.inconclusive,
+        not_comparable=found.not_comparable,
+        statistics=found.statistics,
+        next_steps=steps,
+        notes=_notes(data, runs) + found.small_gains,
     )
+    return summary, files
 
 
-def holm_adjust(stats: list[VariantStats], alpha: float) -> None:
-    """Holm's step-down adjustment of the variants' p-values (family-wise error rate alpha);
-    `significant` then means adjusted p < alpha."""
-    tested = sorted(
-        (s.vs_baseline for s in stats if s.vs_baseline is not None and s.vs_baseline.p_value is not None),
-        key=lambda c: c.p_value,
+def verdict(found: Diagnosis) -> str:
+    """The answer in one sentence."""
+    if found.causes:
+        top = found.causes[0]
+        more = len(found.causes) - 1
+        return top.title + (f" ({more} more cause{'s' if more > 1 else ''} below)" if more else "")
+    if found.study is None or not found.study.baseline.succeeded:
+        return "No baseline run has finished: nothing can be said yet."
+    caveat = (
+        f"; at this study's power only effects above {found.statistics.detectable_effect * 100:.1f} "
+        "points would show"
+        if found.statistics.underpowered and found.statistics.detectable_effect
+        else ""
     )
-    running = 0.0
-    for rank, comparison in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - rank) * comparison.p_value))
-        comparison.p_adjusted = running
-        comparison.significant = running < alpha
+    return (
+        "Nothing to fix found: no change tested helps significantly and the baseline's runs show "
+        f"no symptom of a problem{caveat}."
+    )
 
 
 def _unique_runs(data: StudyData) -> dict[str, tuple[VariantRecord, RunRecord]]:

@@ -41,14 +41,21 @@ def test_markdown_warns_of_a_partial_report_on_top_only_when_partial(study):
     assert "Warning" not in render_markdown(complete)
 
 
-def test_markdown_ranks_findings_lists_inconclusive_and_tabulates_every_variant(study):
+def test_markdown_answers_first_ranks_causes_lists_inconclusive_and_tabulates_every_variant(study):
     summary, _ = study
     text = render_markdown(summary)
+    answer = text.index("## The answer")
     causes = text.index("## What is causing low accuracy")
+    symptoms = text.index("## What the baseline's runs show")
     cannot = text.index("## What the study cannot tell")
-    positions = [text.index(finding.title) for finding in summary.findings]
-    assert causes < positions[0] and positions == sorted(positions) and positions[-1] < cannot
+    steps = text.index("## Next steps")
+    assert answer < causes < symptoms < cannot < steps
+    assert summary.verdict in text[answer:causes] and summary.statistics.statement in text
+    positions = [text.index(cause.title.split(" <")[0], causes) for cause in summary.causes]
+    assert causes < positions[0] and positions == sorted(positions) and positions[-1] < symptoms
+    assert text.index(summary.strengths[0].title) > symptoms
     assert "about 14 seeds per variant" in text
+    assert "```yaml" in text and "learning_rate: 0.001" in text
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(summary.variants)
     assert all(line.count(" | ") == table[0].count(" | ") for line in table)
@@ -85,11 +92,13 @@ def test_html_shows_the_partial_banner_only_when_partial(study, plots):
     assert 'class="banner"' not in render_html(complete, plots)
 
 
-def test_html_marks_findings_by_kind(study, plots):
+def test_html_marks_causes_symptoms_and_strengths_by_kind_and_shows_fixes_as_yaml(study, plots):
     summary, _ = study
     page = render_html(summary, plots)
-    for kind in ("hurts", "helps", "data", "training"):
+    for kind in ("fix", "symptom", "hurts"):
         assert f'<article class="card {kind}">' in page
+    assert "<pre><code>optimizer:\n  learning_rate: 0.001</code></pre>" in page
+    assert page.index('id="answer"') < page.index('id="causes"') < page.index('id="variants"')
 
 
 def test_plots_are_pngs_of_sensible_size(study, plots):

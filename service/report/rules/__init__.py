@@ -1,20 +1,11 @@
-"""The diagnosis rules: each turns significant evidence about the baseline into one finding.
+"""Which cause a change from the baseline speaks to, read from what it changed.
 
-A rule reads what variants changed (`Contrast.changes`), their comparisons with the baseline,
-and the baseline's curves. A variant backs at most one finding: rules run in the order of
-`RULES`, each skipping variants an earlier one claimed, and `factor_effect` names whatever
-significant effect is left. Thresholds are in `thresholds.py`.
+A variant that significantly helps is a fix; what it changed (a lower learning rate, more
+dropout, a wider model, fewer augmentations) names the cause it repairs. The same reading tells
+which variants tested a symptom's direct remedy, so a symptom whose remedy was tried without a
+gain is shown but not claimed. Thresholds are in `thresholds.py`.
 """
 
-from service.report.rules.factors import factor_effect, harmful_augmentation
-from service.report.rules.fit import overfitting, underfitting
-from service.report.rules.learning_rate import learning_rate_too_high, learning_rate_too_low
+from service.report.rules.fixes import comparable, fix_rule, remedies
 
-RULES = (
-    learning_rate_too_high,
-    learning_rate_too_low,
-    overfitting,
-    underfitting,
-    harmful_augmentation,
-    factor_effect,
-)
+__all__ = ["comparable", "fix_rule", "remedies"]

@@ -12,10 +12,6 @@ OSCILLATING_SHARE = 1 / 3
 LATE_LOSS_MARGIN = 1.25
 """Oscillating training loss: more than OSCILLATING_SHARE of the epoch-to-epoch changes rise by
 more than LOSS_INCREASE (relative), or the last loss exceeds LATE_LOSS_MARGIN x the minimum."""
-DIVERGED_VARIANT_MAGNITUDE = 0.005
-"""Rank of "variant X diverged in every seed": it says what not to do, not what is wrong."""
-REMOVAL_WEIGHT = 0.5
-"""Overfitting shown only by removing regularization (or by the gap alone) ranks at half weight."""
 
 REGULARIZERS = (
     "model.dropout",
@@ -26,3 +22,27 @@ REGULARIZERS = (
     "augmentation",
 )
 DECAYING_SCHEDULES = frozenset({"exponential_decay", "cosine", "piecewise", "reduce_on_plateau"})
+
+MIN_GAIN = 0.01
+"""A fix must recover at least this much test accuracy (1 point) to be claimed as a cause;
+smaller significant gains are not what makes a baseline's accuracy low."""
+MATERIAL_EFFECT = 0.03
+"""The effect size that matters: a study that cannot detect 3 points says so up front."""
+CHANCE_MARGIN = 0.05
+"""Learned nothing: test accuracy within max(this, 3 binomial standard errors) of chance."""
+CHANCE_LOSS_SHARE = 0.8
+"""... and the final training loss at least this share of ln K (or training accuracy at chance)."""
+COLLAPSE_RECALL = 0.35
+"""A class is collapsed when its test recall is below this share of the other classes' mean."""
+FEW_UPDATES = 200
+"""Optimizer updates in all (steps per epoch x epochs) below which training is too short."""
+SMALL_VALIDATION = 100
+"""Validation splits smaller than this measure the train-validation gap too noisily: the gap
+is measured against the test split instead, and the report says so."""
+TEST_ABOVE_VALIDATION = 0.03
+"""Test accuracy above validation accuracy by more than this (and beyond noise) points to
+noisy training labels or a split mismatch."""
+IMBALANCE_RATIO = 3.0
+"""A class with this many times fewer training samples than the largest is a minority class."""
+UNSCALED_MAX = 1.5
+"""Raw inputs above this, fed with scale 'none', count as unscaled (e.g. 0..255 pixels)."""

@@ -1,0 +1,75 @@
+"""How a cause reads: its headline, and what to change in one sentence (including the remedies
+that lie outside the spec, such as cleaning labels or rebalancing classes)."""
+
+from __future__ import annotations
+
+from service.report.contrast import Contrast
+from service.report.models import Fix, Symptom
+from service.report.next_steps import inline
+from service.report.wording import points
+
+NAMES = {
+    "learned_nothing": "The network learned nothing",
+    "learning_rate_too_high": "Learning rate too high",
+    "learning_rate_too_low": "Learning rate too low",
+    "too_few_epochs": "Too few epochs",
+    "few_updates": "Too few optimizer updates (batch too large for the epochs)",
+    "underfitting": "Too little capacity (underfitting)",
+    "overfitting": "Overfitting",
+    "over_regularization": "Too much regularization",
+    "harmful_augmentation": "Harmful augmentation",
+    "class_imbalance": "Class imbalance",
+    "class_collapse": "Classes the model does not learn",
+    "unscaled_input": "Unscaled input",
+    "label_noise": "Noisy training labels (or a split mismatch)",
+    "few_samples": "Too few training samples",
+    "factor_effect": "A better setting",
+}
+
+OUTSIDE_THE_SPEC = {
+    "learned_nothing": (
+        "search the learning rate over several decades in both directions, and check the labels "
+        "and the input scaling"
+    ),
+    "class_imbalance": (
+        "rebalance the training data (oversample the minority classes or collect more of them) or "
+        "weight the loss by inverse class frequency"
+    ),
+    "class_collapse": (
+        "look at the confusion matrix: check those classes' labels and samples, and give them "
+        "more training data"
+    ),
+    "label_noise": (
+        "find and correct the mislabelled training samples (confident learning on out-of-fold "
+        "predictions, e.g. cleanlab); label smoothing softens them meanwhile"
+    ),
+    "few_samples": "collect more training data or augment it",
+}
+
+
+def cause_title(rule: str, best: Contrast | None, symptoms: list[Symptom]) -> str:
+    head = NAMES.get(rule, rule.replace("_", " ").capitalize())
+    if best is not None:
+        if rule == "factor_effect":
+            head = f"{best.name} is better"
+        return f"{head}: {best.name} gains {points(best.delta)}"
+    if symptoms:
+        return f"{head}: {symptoms[0].title[:1].lower()}{symptoms[0].title[1:]}"
+    return head
+
+
+def cause_advice(rule: str, fix: Fix | None, try_next: list[Fix]) -> str:
+    parts = []
+    if fix is not None:
+        parts.append(f"set {inline(fix.spec)} (measured: {points(fix.delta or 0.0)})")
+    outside = OUTSIDE_THE_SPEC.get(rule)
+    if outside:
+        parts.append(outside)
+    if try_next:
+        parts.append(
+            ("then try " if fix is not None else "try ")
+            + "; ".join(inline(f.spec) for f in try_next)
+            + " (untested)"
+        )
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""

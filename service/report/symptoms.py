@@ -1,0 +1,529 @@
+"""What the baseline's own runs show: learned nothing, diverged, oscillating, underfitting,
+overfitting, still improving, too few updates, a collapsed class, imbalance, test above
+validation, unscaled input.
+
+Each symptom is read across the baseline's seeds with its evidence, and carries the test
+accuracy it puts at stake, on the same scale as a fix's measured gain, so that the diagnosis
+ranks symptoms and fixes together. A symptom is never read from a single lucky seed: each asks
+for most seeds, or a one-sided test across seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from service.report.contrast import Study
+from service.report.models import DatasetFacts, Finding, RunRecord, Symptom
+from service.report.rules.thresholds import (
+    CHANCE_LOSS_SHARE,
+    CHANCE_MARGIN,
+    COLLAPSE_RECALL,
+    FEW_UPDATES,
+    GAP_THRESHOLD,
+    IMBALANCE_RATIO,
+    LATE_LOSS_MARGIN,
+    LOSS_INCREASE,
+    LOW_TRAIN_ACCURACY,
+    MIN_GAIN,
+    OSCILLATING_SHARE,
+    RISING_SLOPE,
+    RISING_WINDOW,
+    SMALL_VALIDATION,
+    TEST_ABOVE_VALIDATION,
+    UNSCALED_MAX,
+)
+from service.report.stats import binomial_var, finite
+from service.report.wording import p_text, pct
+
+
+def read_symptoms(study: Study) -> tuple[list[Symptom], list[Finding]]:
+    """The baseline's symptoms, and the data facts that are not symptoms (an imbalance the
+    model copes with, unscaled input it trains well on)."""
+    runs = [run for run in study.baseline_record.runs if run.metrics is not None]
+    found: list[Symptom] = []
+    nothing = learned_nothing(study, runs)
+    found += [s for s in (nothing, diverged(study)) if s]
+    if runs:
+        trouble = nothing is not None
+        for reader in (underfitting, overfitting, still_improving, test_above_validation):
+            symptom = reader(study, runs, trouble)
+            if symptom:
+                found.append(symptom)
+        found += [s for s in (oscillating_loss(study, runs, found),) if s]
+        found += [s for s in (few_updates(study, found),) if s]
+        if not trouble:
+            found += class_symptoms(study, runs)
+    facts = []
+    unscaled = unscaled_input(study, found)
+    if unscaled is not None:
+        (found if unscaled.stake >= MIN_GAIN else facts).append(unscaled)
+    imbalance = next((s for s in found if s.rule == "class_imbalance"), None)
+    if imbalance is not None and imbalance.stake < MIN_GAIN:
+        found.remove(imbalance)
+        facts.append(imbalance)
+    return found, [_as_fact(study, s) for s in facts]
+
+
+def _as_fact(study: Study, symptom: Symptom) -> Finding:
+    runs = [run.run_id for run in study.baseline_record.runs]
+    return Finding(
+        rule=symptom.rule,
+        title=symptom.title,
+        kind="data",
+        statement=symptom.statement,
+        evidence=symptom.evidence,
+        variants=[study.baseline.name],
+        run_ids=runs,
+        magnitude=symptom.stake,
+    )
+
+
+# Chance level and training trouble
+
+
+def chance_level(runs: list[RunRecord]) -> tuple[float, int, int]:
+    """(chance accuracy, classes K, test samples): the larger of 1/K and the test split's
+    majority-class share, as a network that always predicts one class scores."""
+    matrix = np.asarray(runs[0].metrics.test.confusion_matrix, dtype=float)
+    classes, total = len(matrix), float(matrix.sum())
+    majority = float(matrix.sum(axis=1).max() / total) if total else 0.0
+    return max(1.0 / max(classes, 1), majority), classes, int(total)
+
+
+def _final(run: RunRecord, field: str) -> float | None:
+    history = run.metrics.history if run.metrics else []
+    value = getattr(history[-1], field) if history else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def learned_nothing(study: Study, runs: list[RunRecord]) -> Symptom | None:
+    """Test accuracy within noise of chance in most seeds, and training at chance too (a model
+    that fits its training set but not the test is overfitting, not this)."""
+    if not runs:
+        return None
+    chance, classes, samples = chance_level(runs)
+    margin = max(CHANCE_MARGIN, 3 * math.sqrt(binomial_var(chance, samples)))
+    ln_k = math.log(max(classes, 2))
+    at_chance = []
+    for run in runs:
+        train_acc, loss = _final(run, "accuracy"), _final(run, "loss")
+        train_flat = (train_acc is not None and train_acc <= chance + 2 * margin) or (
+            loss is not None and loss >= CHANCE_LOSS_SHARE * ln_k
+        )
+        at_chance.append(run.metrics.test.accuracy <= chance + margin and train_flat)
+    if sum(at_chance) * 2 <= len(runs):
+        return None
+    mean = float(np.mean([run.metrics.test.accuracy for run in runs]))
+    losses = finite(_final(run, "loss") for run in runs)
+    evidence = {
+        "seeds_at_chance": int(sum(at_chance)),
+        "seeds": len(runs),
+        "test_accuracy": mean,
+        "chance_accuracy": chance,
+        "final_train_loss": float(losses.mean()) if len(losses) else None,
+        "ln_classes": ln_k,
+    }
+    loss_text = f", training loss {evidence['final_train_loss']:.2f} against ln K = {ln_k:.2f}"
+    statement = (
+        f"The baseline learned nothing: {sum(at_chance)} of {len(runs)} seeds score "
+        f"{pct(mean)} test accuracy, within noise of chance ({pct(chance)})"
+        + (loss_text if evidence["final_train_loss"] is not None else "")
+        + "."
+    )
+    return Symptom(
+        rule="learned_nothing",
+        title=f"Learned nothing: {pct(mean)} test accuracy, chance is {pct(chance)}",
+        statement=statement,
+        evidence=evidence,
+        stake=1.0 - mean,
+    )
+
+
+def diverged(study: Study) -> Symptom | None:
+    base = study.baseline
+    if not base.seeds or base.diverged * 2 < base.seeds:
+        return None
+    epochs = [
+        run.status.diverged_epoch
+        for run in study.baseline_record.runs
+        if run.state == "diverged" and run.status and run.status.diverged_epoch
+    ]
+    rate = study.flat.get("optimizer.learning_rate")
+    statement = (
+        f"{base.diverged} of {base.seeds} baseline seeds diverged (the loss became NaN or "
+        f"infinite{f', first at epoch {min(epochs)}' if epochs else ''}) at learning rate {rate}."
+    )
+    evidence = {
+        "diverged_seeds": base.diverged,
+        "seeds": base.seeds,
+        "first_diverged_epoch": min(epochs) if epochs else None,
+        "learning_rate": rate,
+    }
+    share = base.diverged / base.seeds
+    return Symptom(
+        rule="diverged",
+        title=f"Training diverges: {base.diverged} of {base.seeds} seeds",
+        statement=statement,
+        evidence=evidence,
+        stake=share * (1.0 - (base.test_accuracy.mean or 0.0) * (1 - share)),
+    )
+
+
+def _oscillating(run: RunRecord) -> bool:
+    loss = finite(r.loss for r in run.metrics.history)
+    if len(loss) < 4:
+        return False
+    rises = loss[1:] > loss[:-1] * (1 + LOSS_INCREASE)
+    return float(rises.mean()) > OSCILLATING_SHARE or loss[-1] > LATE_LOSS_MARGIN * loss.min()
+
+
+def oscillating_loss(study: Study, runs: list[RunRecord], found: list[Symptom]) -> Symptom | None:
+    """A training loss that keeps rising between epochs in most seeds. Alone it costs nothing
+    measurable; it is at stake only when the baseline also fits its training data poorly."""
+    if any(s.rule == "learned_nothing" for s in found):
+        return None
+    oscillating = sum(_oscillating(run) for run in runs)
+    if oscillating * 2 <= len(runs):
+        return None
+    train = study.baseline.train_accuracy.mean
+    stake = max(0.0, 1.0 - train) if train is not None and train < LOW_TRAIN_ACCURACY else 0.0
+    return Symptom(
+        rule="oscillating_loss",
+        title=f"Oscillating training loss in {oscillating} of {len(runs)} seeds",
+        statement=(
+            f"The training loss rises between epochs, or ends well above its minimum, in "
+            f"{oscillating} of {len(runs)} baseline seeds: the steps are too large to settle."
+        ),
+        evidence={"oscillating_seeds": oscillating, "seeds": len(runs), "train_accuracy": train},
+        stake=stake,
+    )
+
+
+def underfitting(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+    train = study.baseline.train_accuracy.mean
+    if trouble or train is None or train >= LOW_TRAIN_ACCURACY:
+        return None
+    test = study.baseline.test_accuracy.mean or 0.0
+    return Symptom(
+        rule="underfitting",
+        title=f"Underfitting: {pct(train)} training accuracy",
+        statement=(
+            f"The baseline fits its own training data poorly: {pct(train)} final training "
+            f"accuracy across {len(runs)} seeds (below {pct(LOW_TRAIN_ACCURACY)}), so test "
+            f"accuracy ({pct(test)}) is limited by what the model learns, not by how it "
+            "generalizes."
+        ),
+        evidence={"train_accuracy": train, "threshold": LOW_TRAIN_ACCURACY, "test_accuracy": test},
+        stake=max(0.0, min(1.0 - train, 1.0 - test)),
+    )
+
+
+def _one_sided(values: np.ndarray, floor_var: float, threshold: float) -> float | None:
+    """p of a one-sided t-test that the mean of `values` exceeds `threshold`, each value's
+    variance floored at `floor_var` (the binomial noise of the accuracies it is made of)."""
+    if len(values) < 2:
+        return None
+    var = max(float(values.var(ddof=1)) if np.ptp(values) else 0.0, floor_var)
+    if var <= 0:
+        return None
+    t = (float(values.mean()) - threshold) / math.sqrt(var / len(values))
+    return float(sps.t.sf(t, len(values) - 1))
+
+
+def overfitting(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+    """Training accuracy well above held-out accuracy, significantly across seeds. The gap is
+    measured on the validation split unless that split is too small, then on the test split."""
+    if trouble:
+        return None
+    facts = study.data.dataset
+    val_size = facts.validation_size if facts else None
+    use_val = all(_final(run, "val_accuracy") is not None for run in runs) and (
+        val_size is None or val_size >= SMALL_VALIDATION
+    )
+    held, samples = [], val_size if use_val else runs[0].metrics.test.samples
+    gaps = []
+    for run in runs:
+        train = _final(run, "accuracy")
+        other = _final(run, "val_accuracy") if use_val else run.metrics.test.accuracy
+        if train is not None and other is not None:
+            gaps.append(train - other)
+            held.append(other)
+    gaps_ = finite(gaps)
+    if len(gaps_) == 0 or gaps_.mean() <= GAP_THRESHOLD:
+        return None
+    floor = binomial_var(float(np.mean(held)), samples)
+    p_value = _one_sided(gaps_, floor, GAP_THRESHOLD)
+    if p_value is None or p_value >= study.alpha:
+        return None
+    gap = float(gaps_.mean())
+    against = "validation" if use_val else "test"
+    why = (
+        ""
+        if use_val
+        else f" (measured against the test split: the validation split has "
+        f"{val_size if val_size is not None else 'no'} samples, too few to measure it)"
+    )
+    return Symptom(
+        rule="overfitting",
+        title=f"Overfitting: a {gap * 100:.1f}-point train-{against} gap",
+        statement=(
+            f"The baseline's final training accuracy exceeds its {against} accuracy by "
+            f"{gap * 100:.1f} points across {len(gaps_)} seeds{why} ({p_text(p_value)} for a "
+            f"gap above {GAP_THRESHOLD * 100:.0f} points): it memorizes its training set."
+        ),
+        evidence={
+            "gap": gap,
+            "measured_against": against,
+            "validation_size": val_size,
+            "gap_threshold": GAP_THRESHOLD,
+            "gap_p_value": p_value,
+        },
+        stake=(gap - GAP_THRESHOLD) / 2,
+    )
+
+
+def still_improving(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+    """Validation accuracy still climbing at the last epoch, significantly across seeds."""
+    slopes, curves = [], []
+    for run in runs:
+        if run.metrics.stopped_early:
+            continue
+        series = [
+            (r.epoch, r.val_accuracy if r.val_accuracy is not None else r.accuracy)
+            for r in run.metrics.history
+        ]
+        series = [(e, v) for e, v in series if v is not None and math.isfinite(v)]
+        if len(series) <= RISING_WINDOW:
+            continue
+        epochs, values = (np.asarray(v, dtype=float) for v in zip(*series, strict=True))
+        slopes.append(float(np.polyfit(epochs[-RISING_WINDOW:], values[-RISING_WINDOW:], 1)[0]))
+        curves.append(values)
+    if len(slopes) < 2 or trouble:
+        return None
+    length = min(len(c) for c in curves)
+    mean_curve = np.mean([c[-length:] for c in curves], axis=0)
+    p_value = _one_sided(np.asarray(slopes), 0.0, 0.0)
+    slope = float(np.mean(slopes))
+    if p_value is None or not (slope > RISING_SLOPE and p_value < study.alpha):
+        return None
+    if mean_curve[-1] <= mean_curve[:-1].max():
+        return None
+    epochs_run = study.flat.get("training.epochs")
+    return Symptom(
+        rule="still_improving",
+        title=f"Still improving at the last epoch: {slope * 100:+.1f} points per epoch",
+        statement=(
+            f"Baseline validation accuracy is still rising at epoch {epochs_run} "
+            f"({slope * 100:+.1f} points per epoch over the last {RISING_WINDOW} epochs, "
+            f"{len(slopes)} seeds, {p_text(p_value)}): training ends before it converges."
+        ),
+        evidence={
+            "val_accuracy_slope": slope,
+            "slope_p_value": p_value,
+            "slope_seeds": len(slopes),
+            "window_epochs": RISING_WINDOW,
+            "final_val_accuracy": float(mean_curve[-1]),
+        },
+        stake=min(1.0 - float(mean_curve[-1]), slope * RISING_WINDOW),
+    )
+
+
+def few_updates(study: Study, found: list[Symptom]) -> Symptom | None:
+    """Very few optimizer steps in all (a batch too large for the epochs), with the baseline
+    short of training: learned nothing, underfitting or still improving."""
+    facts = study.data.dataset
+    batch, epochs = study.flat.get("training.batch_size"), study.flat.get("training.epochs")
+    if facts is None or not batch or not epochs:
+        return None
+    steps = math.ceil(facts.train_size / batch) * epochs
+    short = [s for s in found if s.rule in ("learned_nothing", "underfitting", "still_improving")]
+    if steps >= FEW_UPDATES or not short:
+        return None
+    return Symptom(
+        rule="few_updates",
+        title=f"Only {steps} optimizer updates in all",
+        statement=(
+            f"The baseline makes only {steps} optimizer updates: {math.ceil(facts.train_size / batch)}"
+            f" steps per epoch ({facts.train_size} training samples, batch size {batch}) x "
+            f"{epochs} epochs, fewer than {FEW_UPDATES}; it stops short of training "
+            f"({short[0].title.lower()})."
+        ),
+        evidence={
+            "updates": steps,
+            "steps_per_epoch": math.ceil(facts.train_size / batch),
+            "epochs": epochs,
+            "batch_size": batch,
+            "threshold": FEW_UPDATES,
+        },
+        stake=max(s.stake for s in short),
+    )
+
+
+def test_above_validation(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+    """Test accuracy above validation accuracy beyond noise: impossible on a clean random
+    split, so the training labels (the validation split is drawn from them) are noisy, or the
+    splits come from different distributions."""
+    facts = study.data.dataset
+    diffs, vals = [], []
+    for run in runs:
+        val = _final(run, "val_accuracy")
+        if val is not None:
+            diffs.append(run.metrics.test.accuracy - val)
+            vals.append(val)
+    diffs_ = finite(diffs)
+    if trouble or len(diffs_) < 2 or diffs_.mean() <= TEST_ABOVE_VALIDATION:
+        return None
+    val_size = facts.validation_size if facts else None
+    floor = binomial_var(float(np.mean(vals)), val_size) + binomial_var(
+        float(study.baseline.test_accuracy.mean or 0), runs[0].metrics.test.samples
+    )
+    p_value = _one_sided(diffs_, floor, 0.0)
+    if p_value is None or p_value >= study.alpha:
+        return None
+    diff = float(diffs_.mean())
+    return Symptom(
+        rule="test_above_validation",
+        title=f"Test accuracy {diff * 100:.1f} points above validation accuracy",
+        statement=(
+            f"Test accuracy exceeds validation accuracy by {diff * 100:.1f} points across "
+            f"{len(diffs_)} seeds ({p_text(p_value)}): on a clean random split they agree, so "
+            "the training labels (from which the validation split is drawn) are likely noisy, "
+            "or the test split comes from a different distribution."
+        ),
+        evidence={"test_minus_validation": diff, "p_value": p_value, "validation_size": val_size},
+        stake=diff,
+    )
+
+
+# Classes
+
+
+def recalls(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean recall per class across seeds, test share per class) from the confusion matrices."""
+    matrices = [np.asarray(run.metrics.test.confusion_matrix, dtype=float) for run in runs]
+    per_seed = []
+    for m in matrices:
+        totals = m.sum(axis=1)
+        per_seed.append(np.divide(np.diag(m), totals, out=np.full(len(m), np.nan), where=totals > 0))
+    totals = matrices[0].sum(axis=1)
+    return np.nanmean(np.asarray(per_seed), axis=0), totals / max(totals.sum(), 1.0)
+
+
+def class_symptoms(study: Study, runs: list[RunRecord]) -> list[Symptom]:
+    """Classes the model rarely or never predicts correctly and, when the training data is
+    imbalanced, the accuracy the minority classes lose."""
+    recall, share = recalls(runs)
+    names = runs[0].metrics.class_names
+    found: list[Symptom] = []
+    facts = study.data.dataset
+    minority: list[int] = []
+    if facts is not None and len(facts.train_class_counts) == len(recall):
+        counts = np.asarray(facts.train_class_counts, dtype=float)
+        minority = [k for k in range(len(counts)) if counts[k] * IMBALANCE_RATIO <= counts.max()]
+    collapsed = []
+    for k in range(len(recall)):
+        others = np.delete(recall, k)
+        reference = float(np.nanmean(others)) if len(others) else 0.0
+        if share[k] > 0 and np.isfinite(recall[k]) and recall[k] < COLLAPSE_RECALL * reference:
+            collapsed.append((k, reference))
+    if minority:
+        majority = [k for k in range(len(recall)) if k not in minority]
+        reference = float(np.nanmean(recall[majority])) if majority else 1.0
+        deficit = [(k, max(0.0, reference - float(recall[k]))) for k in minority if share[k] > 0]
+        stake = float(sum(share[k] * d for k, d in deficit))
+        counts = facts.train_class_counts
+        ratio = max(counts) / min(counts) if min(counts) else math.inf
+        worst = min(minority, key=lambda k: recall[k] if np.isfinite(recall[k]) else 1.0)
+        found.append(
+            Symptom(
+                rule="class_imbalance",
+                title=f"Class imbalance: {ratio:.0f}x, minority classes at "
+                f"{pct(float(np.nanmean(recall[minority])))} recall",
+                statement=(
+                    f"The training classes are imbalanced ({max(counts)} samples in the largest, "
+                    f"{min(counts)} in the smallest: {ratio:.1f}x). The minority classes "
+                    f"({', '.join(repr(names[k]) for k in minority[:5])}"
+                    f"{' ...' if len(minority) > 5 else ''}) reach "
+                    f"{pct(float(np.nanmean(recall[minority])))} test recall against "
+                    f"{pct(reference)} for the others; class {names[worst]!r} only "
+                    f"{pct(float(recall[worst]))}."
+                ),
+                evidence={
+                    "ratio": ratio if math.isfinite(ratio) else None,
+                    "train_class_counts": counts,
+                    "minority_classes": [names[k] for k in minority],
+                    "minority_recall": float(np.nanmean(recall[minority])),
+                    "majority_recall": reference,
+                    "per_class_recall": {names[k]: _num(recall[k]) for k in range(len(recall))},
+                },
+                stake=stake,
+            )
+        )
+    rest = [(k, ref) for k, ref in collapsed if k not in minority]
+    if rest:
+        stake = float(sum(share[k] * (ref - recall[k]) for k, ref in rest))
+        listed = ", ".join(f"{names[k]!r} ({pct(float(recall[k]))})" for k, _ in rest[:5])
+        found.append(
+            Symptom(
+                rule="class_collapse",
+                title=f"Class{'es' if len(rest) > 1 else ''} rarely predicted: {listed}",
+                statement=(
+                    f"The model rarely gets {listed} right (test recall, mean of "
+                    f"{len(runs)} seeds), against {pct(float(np.nanmean(recall)))} on average: "
+                    "those classes are confused with others or never predicted."
+                ),
+                evidence={
+                    "collapsed_classes": [names[k] for k, _ in rest],
+                    "per_class_recall": {names[k]: _num(recall[k]) for k in range(len(recall))},
+                },
+                stake=stake,
+            )
+        )
+    return found
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+# Inputs
+
+
+def unscaled_input(study: Study, found: list[Symptom]) -> Symptom | None:
+    """Inputs fed unscaled (or scaled twice); at stake only when the baseline trains badly."""
+    facts: DatasetFacts | None = study.data.dataset
+    if facts is None:
+        return None
+    trouble = [
+        s for s in found if s.rule in ("learned_nothing", "diverged", "underfitting", "oscillating_loss")
+    ]
+    stake = max((s.stake for s in trouble), default=0.0)
+    evidence: dict[str, Any] = {
+        "raw_min": facts.raw_min,
+        "raw_max": facts.raw_max,
+        "scale": facts.scale,
+    }
+    if facts.scale == "none" and facts.raw_max > UNSCALED_MAX:
+        statement = (
+            f"Inputs reach the model unscaled: values run from {facts.raw_min:g} to "
+            f"{facts.raw_max:g} with dataset.scale 'none'"
+            + (
+                f", and the baseline trains badly ({trouble[0].title.lower()})."
+                if trouble
+                else "; the baseline trains well regardless."
+            )
+        )
+        title = f"Unscaled input: values up to {facts.raw_max:g}"
+    elif facts.scale == "unit" and 0 < facts.raw_max <= 1.0:
+        statement = (
+            f"Inputs are scaled twice: they already lie in {facts.raw_min:g}..{facts.raw_max:g} "
+            "and dataset.scale 'unit' divides them by 255 again, leaving almost no signal."
+        )
+        title = "Input divided by 255 twice"
+    else:
+        return None
+    return Symptom(rule="unscaled_input", title=title, statement=statement, evidence=evidence, stake=stake)

@@ -1,0 +1,72 @@
+"""The report's answer in the terminal: the variants with their comparisons, the top causes
+with their fixes, and the next steps, in the report's units (percent and points).
+
+Colours follow significance, not sign: a difference the seeds cannot settle stays uncoloured
+whichever way it points.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from service.report.formatting import interval, mean_std, p_value, points
+from service.report.models import Summary
+from service.report.next_steps import inline
+
+TOP_CAUSES = 3
+
+
+def variants_table(summary: Summary) -> Table:
+    table = Table(title=f"study {escape(summary.study_id)}", title_justify="left")
+    table.add_column("variant", overflow="fold", max_width=28)
+    table.add_column("seeds", justify="right")
+    table.add_column("test acc. (%)", justify="right")
+    table.add_column("Δ vs baseline [95% CI]", justify="right")
+    table.add_column("p (BH)", justify="right")
+    for variant in summary.variants:
+        comparison = variant.vs_baseline
+        delta, p = "", ""
+        if comparison is not None:
+            delta = f"{points(comparison.delta)} {interval(comparison.ci_low, comparison.ci_high, signed=True)}"
+            p = p_value(comparison.p_adjusted)
+            if comparison.significant:
+                colour = "green" if comparison.delta > 0 else "red"
+                delta = f"[{colour}]{escape(delta)}[/]"
+            else:
+                delta = escape(delta)
+        seeds = f"{variant.succeeded}/{variant.seeds}"
+        table.add_row(escape(variant.name), seeds, mean_std(variant.test_accuracy), delta, p)
+    return table
+
+
+def answer(summary: Summary) -> Group:
+    """The verdict, the top causes with their fixes, and what to do next."""
+    parts: list = [Text.from_markup(f"[bold]Answer:[/] {escape(summary.verdict)}")]
+    for rank, cause in enumerate(summary.causes[:TOP_CAUSES], 1):
+        measured = cause.fix is not None
+        gain = points(cause.gain)
+        if measured and cause.fix.ci_low is not None:
+            gain += f" {interval(cause.fix.ci_low, cause.fix.ci_high, signed=True)}"
+        what = "measured" if measured else "at stake"
+        colour = "green" if measured else "yellow"
+        parts.append(
+            Text.from_markup(
+                f"  {rank}. [bold]{escape(cause.title)}[/] ([{colour}]{escape(gain)} {what}[/])"
+            )
+        )
+        if measured:
+            parts.append(Text.from_markup(f"     fix: {escape(inline(cause.fix.spec))}"))
+        elif cause.advice:
+            parts.append(Text.from_markup(f"     {escape(cause.advice)}"))
+    if len(summary.causes) > TOP_CAUSES:
+        parts.append(Text(f"  ... and {len(summary.causes) - TOP_CAUSES} more in the report"))
+    if summary.statistics.underpowered:
+        parts.append(Text(f"  note: {summary.statistics.statement.split('. ', 1)[-1]}"))
+    if summary.next_steps.next_study:
+        parts.append(
+            Text(f"  next: {summary.next_steps.next_study} beside the report {summary.next_steps.next_study_reason}")
+        )
+    return Group(*parts)
