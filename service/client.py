@@ -42,6 +42,7 @@ from service.records import (
 from service.settings import Settings, get_settings
 from service.spec import StudySpec, load_spec, spec_from_data
 from service.store import Store, open_store
+from service.study_record import save_study
 
 FINISHED_STATES = frozenset({"succeeded", "diverged", "failed", "cancelled"})
 
@@ -260,7 +261,7 @@ class AblationClient:
         if check is not None:
             check()
         document = plan.study_document()
-        self.store.put_json(study_key(plan.study_id, "study.json"), document)
+        save_study(self.store, plan.study_id, document)  # never over another study's
         queued = already = reused = 0
         for run_id, run in plan.runs.items():
             status = read_status(self.store, run_id)
@@ -288,7 +289,7 @@ class AblationClient:
 
     def study(self, study_id: str) -> Study:
         if not STUDY_ID_PATTERN.match(study_id):
-            raise StudyNotFound(f"{study_id!r} is not a study id (like seed-study-1a2b3c4d)")
+            raise StudyNotFound(f"{study_id!r} is not a study id (like seed-study-1a2b3c4d...)")
         try:
             document = self.store.get_json(study_key(study_id, "study.json"))
         except KeyNotFound:

@@ -17,8 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 
 from service.plan import Plan
-from service.records import TERMINAL_STATES, read_metrics, read_status, run_key, study_key
+from service.records import TERMINAL_STATES, read_metrics, read_status, run_key
 from service.store import Store, open_store
+from service.study_record import save_study
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Progress:
 
 def write_study(plan: Plan, store: Store) -> None:
     """study.json, and run.json of every run not yet described (the report reads them)."""
-    store.put_json(study_key(plan.study_id, "study.json"), plan.study_document())
+    save_study(store, plan.study_id, plan.study_document())  # never over another study's
     for run_id, run in plan.runs.items():
         if not store.exists(run_key(run_id, "run.json")):
             store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})

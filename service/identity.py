@@ -1,8 +1,10 @@
 """Content-addressed identity of runs and studies (DESIGN.md, "Identity").
 
 `run_id` = first 16 hex chars of sha256 over the run's canonical JSON (sorted keys, no
-whitespace, schema version included). `study_id` = slug of the study name + "-" + 8 hex chars of
-sha256 over the canonical spec. Both are stable across processes and key order.
+whitespace, schema version included). `study_id` = slug of the study name + "-" + 32 hex chars
+(128 bits) of sha256 over the canonical spec: with the 8 of earlier versions, two specs of the
+same name collided within seconds of searching. Ids of those versions stay valid, so old stores
+stay readable. Both are stable across processes and key order.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ def slugify(name: str) -> str:
 
 def study_id(spec: StudySpec) -> str:
     payload = {"schema_version": SCHEMA_VERSION, "spec": spec.model_dump(mode="json")}
-    return f"{slugify(spec.name)}-{sha256_hex(canonical_json(payload))[:8]}"
+    return f"{slugify(spec.name)}-{sha256_hex(canonical_json(payload))[:STUDY_HASH_CHARS]}"
 
 
+STUDY_HASH_CHARS = 32
 RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
-STUDY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}-[0-9a-f]{8}$")
+STUDY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}-(?:[0-9a-f]{32}|[0-9a-f]{8})$")
+"""Study ids of this version (32 hex) and of earlier ones (8 hex), at most 74 characters."""

@@ -140,7 +140,7 @@ def test_run_id_is_sha256_of_canonical_json():
 
 def test_study_id_is_slug_plus_hash():
     assert study_id(spec({})).startswith("plan-test-")
-    assert len(study_id(spec({})).rsplit("-", 1)[1]) == 8
+    assert len(study_id(spec({})).rsplit("-", 1)[1]) == 32
     assert study_id(spec({"seeds": 2})) != study_id(spec({"seeds": 3}))
 
 
