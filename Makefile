@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STORE ?= ablate-results
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench bench-diagnosis clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+
+# Planted-fault benchmark of `ablate diagnose` (15 cases, about 20 minutes on 2 cores).
+bench-diagnosis: $(STAMP)
+	$(BIN)/python bench/diagnosis.py --out $(STORE)/diagnosis-bench.json
 
 clean:
 	rm -rf $(VENV) $(STORE) .pytest_cache .ruff_cache

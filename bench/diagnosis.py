@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             "totals": total,
             "cases": rows,
         }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if total["errors"] else 0
 
