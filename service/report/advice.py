@@ -44,6 +44,11 @@ OUTSIDE_THE_SPEC = {
         "predictions, e.g. cleanlab); label smoothing softens them meanwhile"
     ),
     "few_samples": "collect more training data or augment it",
+    "overfitting": (
+        "more training data is the surest fix; otherwise regularize more strongly (dropout, L2, "
+        "augmentation together) or shrink the model"
+    ),
+    "underfitting": "give the model more capacity or train it longer",
 }
 
 
@@ -54,7 +59,10 @@ def cause_title(rule: str, best: Contrast | None, symptoms: list[Symptom]) -> st
             head = f"{best.name} is better"
         return f"{head}: {best.name} gains {points(best.delta)}"
     if symptoms:
-        return f"{head}: {symptoms[0].title[:1].lower()}{symptoms[0].title[1:]}"
+        detail = symptoms[0].title
+        if detail.lower().startswith(head.lower().split(" (")[0] + ":"):
+            detail = detail.split(": ", 1)[1]  # "Overfitting: a 30-point gap" under "Overfitting"
+        return f"{head}: {detail[:1].lower()}{detail[1:]}"
     return head
 
 

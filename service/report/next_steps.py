@@ -113,8 +113,11 @@ def _candidates(study: Study, rule: str) -> list[dict[str, Any]]:
         if flat.get("model.dropout", 0) < 0.5:
             found.append({"model.dropout": 0.5})
         found.append({"model.l2": 1e-4 if not flat.get("model.l2") else _round(flat["model.l2"] * 10)})
+        mild = {"translation": 0.1, "zoom": 0.1}
         if not any(v not in (False, 0, 0.0, None) for k, v in flat.items() if k.startswith("augmentation.")):
-            found.append({"augmentation": {"translation": 0.1, "zoom": 0.1}})
+            found.append({"augmentation": mild})
+            found.append({"augmentation": mild, "model.dropout": 0.5, "model.l2": 1e-4})
+        found.append({"model.l2": _round(max(flat.get("model.l2") or 0, 1e-4) * 10)})
         found.append(_wider(study, 0.5))
         return found
     if rule == "over_regularization":

@@ -200,13 +200,16 @@ def test_report_page_renders_with_every_image_loaded_and_a_clean_console(browser
     assert browser.evaluate("document.title") == "Ablation report: seed-study"
     text = browser.evaluate("document.body.innerText")
     assert "Partial report" in text.split("\n", 1)[0]
-    for finding in summary.findings:
-        assert finding.title in text and finding.statement in text
+    assert text.index(summary.verdict) < text.index("What is causing low accuracy")
+    for item in [*summary.causes, *summary.symptoms, *summary.strengths]:
+        assert item.title in text and item.statement in text
     assert summary.inconclusive[0].statement in text
+    assert "learning_rate: 0.001" in text  # the fix, as YAML to paste
     assert XSS in text  # shown as text, never run
     assert browser.evaluate("document.querySelectorAll('script').length") == 0
     cards = browser.evaluate("[...document.querySelectorAll('.card')].map(c => c.className)")
-    assert cards == ["card helps", "card training", "card hurts", "card data"]
+    kinds = ["card fix", "card symptom", "card symptom", "card hurts"]
+    assert cards[: len(kinds)] == kinds
 
     images = browser.evaluate(
         "[...document.images].map(i => ({complete: i.complete, width: i.naturalWidth, "
