@@ -10,6 +10,7 @@ where it logged one): the worker stops non-zero and the run stays queued.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -44,9 +45,11 @@ def configure_process(env: dict[str, str] | None = None) -> dict[str, Any]:
     if _done is not None:
         return _done
     env = dict(os.environ) if env is None else env
-    setup = configure_threads(env)
     expected = gpu_expected(env)
+    # The listing first: it loads CUDA (so its errors are caught here), and threads can still
+    # be set after it, until the runtime starts.
     gpus, load_error = _list_gpus(capture=expected is not None)
+    setup = configure_threads(env)
     if expected is not None and not gpus:
         raise GpuUnavailable(
             f"{expected}, but TensorFlow {tf.__version__} lists no GPU: {why_no_gpu(load_error)}. "
@@ -121,6 +124,7 @@ def _list_gpus(capture: bool) -> tuple[list, str]:
         try:
             gpus = tf.config.list_physical_devices("GPU")
         finally:
+            _flush_c_stdio()  # TensorFlow's C++ log may sit in the C library's buffer
             os.dup2(saved, 2)
             os.close(saved)
         sink.seek(0)
@@ -128,6 +132,11 @@ def _list_gpus(capture: bool) -> tuple[list, str]:
     if text:
         os.write(2, text.encode())
     return gpus, text
+
+
+def _flush_c_stdio() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
 
 
 def why_no_gpu(load_error: str) -> str:

@@ -7,12 +7,16 @@ JSON summary and no result backend is needed.
 from __future__ import annotations
 
 import functools
+import os
+import signal
+from typing import NoReturn
 
 import redis
 import structlog
 from billiard.exceptions import TimeLimitExceeded
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.signals import worker_ready
 
 from service.control import RunControl, RunLease, redis_client
 from service.errors import AblateError, StoreError
@@ -21,6 +25,7 @@ from service.queue import TRAIN_TASK
 from service.records import RunStatus, read_status, write_status
 from service.store import open_store
 from workers.app import app, draining, settings, time_up, watch_soft_time_limit
+from workers.gpus import DeviceError
 from workers.message import InvalidMessage, validate_message
 from workers.transport import REJECTED_COUNTER
 
@@ -71,8 +76,39 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
     lease.start_heartbeat()
     try:
         return _train_leased(self, spec, own, study_id, control, lease)
+    except DeviceError as exc:
+        unable = exc
     finally:
         lease.release()
+    _stop_worker(unable)
+
+
+def _stop_worker(exc: DeviceError) -> NoReturn:
+    """This process cannot train as configured (pinned to a GPU TensorFlow does not list, a
+    memory cap it refused), and no other process of this worker can either: stop the whole
+    worker non-zero, so that its supervisor and orchestrator see it, instead of taking run after
+    run. The runner wrote nothing; the unacknowledged message goes back to the queue."""
+    log.critical("this worker cannot train: stopping it", error=str(exc))
+    os.kill(os.getppid(), STOP_SIGNAL)
+    os._exit(exc.exit_code)  # the parent requeues the run of a lost pool process
+
+
+STOP_SIGNAL = signal.SIGUSR2
+"""Sent by a pool process to the worker's parent: stop, exiting with DeviceError.exit_code.
+(Celery's own shutdowns exit 0, its cold shutdown too.)"""
+
+
+@worker_ready.connect
+def _accept_stop_requests(**_: object) -> None:
+    # In the worker's parent process, once it runs.
+    signal.signal(STOP_SIGNAL, _stop_requested)
+
+
+def _stop_requested(signum: int, frame: object) -> None:
+    from celery.worker import state
+
+    # Raised as WorkerShutdown(code) at the parent's next check: a warm stop with that exit code.
+    state.should_stop = DeviceError.exit_code
 
 
 def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, lease: RunLease) -> dict:
@@ -102,6 +138,8 @@ def _train_leased(task, spec: RunSpec, own, study_id: str, control: RunControl, 
         )
     except LeaseLost:
         return {"run_id": spec.run_id, "state": "superseded"}
+    except DeviceError:
+        raise  # not the run's failure: the worker stops (train_run)
     except Exception as exc:
         if not _over_time_limit(exc):
             return _train_failed(task, exc, spec.run_id, own, study_id)

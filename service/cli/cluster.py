@@ -258,7 +258,14 @@ def worker(
     else:
         where = f"CPU, {runs}"
     console.print(escape(f"worker on {settings.broker_url_redacted()} queue {queue}, store {settings.store} ({where})"), highlight=False)
-    app.worker_main(argv)
+    # As app.worker_main, but keeping the worker's exit code (which it drops): a worker that stops
+    # because it cannot train (workers.tasks) exits non-zero, for its supervisor to see.
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app
+    code = celery_command.main(args=argv, standalone_mode=False)
+    if code:
+        sys.exit(code)
 
 
 def _supervise_gpus(gpus, runs_per_gpu: int, queue: str, hostname: str | None, loglevel: str, settings) -> None:

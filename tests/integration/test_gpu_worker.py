@@ -21,6 +21,7 @@ from service.settings import Settings
 from tests.conftest import REPO
 from tests.redis_server import RedisServer
 from tests.unit.test_gpus import TWO_GPUS, fake_nvidia_smi
+from workers.gpus import PROCESS_OVERHEAD_MB
 
 
 class Supervisor:
@@ -95,6 +96,7 @@ def gpu_machine(tmp_path):
             supervisors.append(Supervisor(env, tmp_path / f"supervisor{len(supervisors)}.log", *args))
             return supervisors[-1]
 
+        start.env = env
         try:
             yield start, redis_server
         finally:
@@ -114,7 +116,8 @@ def test_one_pinned_worker_per_gpu_each_stopped_warm_by_sigterm(gpu_machine):
     for pid, (index, memory) in zip(pids, [(0, 81559), (1, 15360)], strict=True):
         env = environ(pid)
         assert env["CUDA_VISIBLE_DEVICES"] == str(index) and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-        assert env["ABLATE_GPU_MEMORY_MB"] == str(int(memory * 0.9 / 2))
+        assert env["ABLATE_GPU_MEMORY_MB"] == str((memory - 2 * PROCESS_OVERHEAD_MB) // 2)
+        assert env["ABLATE_TRAINING_PROCESSES"] == "4"  # two GPUs, two runs each: threads per process
 
     app = make_celery(Settings(broker_url=redis_server.url))
     stats = app.control.inspect(timeout=5).stats() or {}
@@ -149,3 +152,45 @@ def test_workers_stop_when_the_supervisor_is_killed(gpu_machine):
     os.kill(supervisor.process.pid, signal.SIGKILL)
     supervisor.process.wait()
     wait_gone([event["pid"]])  # the parent-death signal: a warm shutdown, no orphan
+
+
+def test_runs_that_do_not_fit_on_a_gpu_start_no_worker(gpu_machine):
+    start, _ = gpu_machine
+    supervisor = start("--runs-per-gpu", "16")
+    assert supervisor.wait() == 2
+    text = supervisor.log.read_text()
+    assert "--runs-per-gpu 16: GPU 1 (Tesla T4, 15360 MiB) leaves 192 MiB per run" in text
+    assert supervisor.events("gpu worker started") == []
+
+
+def test_a_worker_whose_tensorflow_lists_no_gpu_stops_non_zero_and_leaves_the_run_queued(gpu_machine, tiny_spec):
+    # nvidia-smi (fake) lists GPUs, TensorFlow (real, on this GPU-less machine) lists none: the
+    # CUDA libraries "failed to load". The worker must not train the run on the CPU.
+    import redis
+
+    from service.client import AblationClient
+    from service.records import read_status, run_key
+
+    start, redis_server = gpu_machine
+    supervisor = start("--gpus", "0")
+    supervisor.wait_ready(1)
+    queue, store = start.env["ABLATE_QUEUE"], start.env["ABLATE_STORE"]
+    client = AblationClient(broker_url=redis_server.url, store_url=store, queue=queue)
+    study = client.submit({**tiny_spec, "name": "no-gpu"})
+    (run_id,) = study.run_ids
+    assert supervisor.wait(timeout=120) == 3  # the worker's exit code, passed on by the supervisor
+    text = supervisor.log.read_text()
+    assert "this worker cannot train: stopping it" in text
+    (stopped,) = [e for e in map(json.loads, filter(lambda line: line.startswith("{"), text.splitlines()))
+                  if e.get("event") == "this worker cannot train: stopping it"]
+    # TensorFlow's own load error (its C++ log, caught while it listed the GPUs) is the reason.
+    assert stopped["error"].startswith("CUDA_VISIBLE_DEVICES=0, but TensorFlow ")
+    assert "lists no GPU: failed call to cuInit" in stopped["error"]
+    (died,) = supervisor.events("gpu worker exited unexpectedly; stopping the others")
+    assert died["exit_code"] == 3
+    status = read_status(client.store, run_id)
+    assert (status.state, status.attempt, status.worker) == ("queued", 0, None)  # untouched
+    assert client.store.list(run_key(run_id, "checkpoints/")) == []
+    broker = redis.Redis.from_url(redis_server.url)
+    waiting = broker.llen(queue) + broker.hlen("unacked")
+    assert waiting == 1  # the message is kept for a worker that can train it

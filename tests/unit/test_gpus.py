@@ -203,14 +203,14 @@ def test_worker_env_pins_the_gpu_and_passes_the_cap():
 @pytest.fixture
 def invoke_worker(monkeypatch):
     """`ablate worker ARGS` with PATH set; starting a worker or a supervisor fails the test."""
-    import celery
-
     import workers.supervisor
 
     def refuse(*_args, **_kwargs):
         raise AssertionError(f"a worker was started, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}")
 
-    monkeypatch.setattr(celery.Celery, "worker_main", refuse)
+    from celery.bin.celery import celery as celery_command
+
+    monkeypatch.setattr(celery_command, "main", refuse)
     monkeypatch.setattr(workers.supervisor, "start_children", refuse)
 
     def invoke(args: list[str], path: str):
@@ -274,3 +274,25 @@ def test_gpu_settings_are_validated_and_pool_processes_recycled_only_when_asked(
     for field, value in (("gpu_memory_mb", 0), ("runs_per_gpu", 0), ("max_runs_per_process", 0)):
         with pytest.raises(ValidationError, match=field):
             Settings(**{field: value})
+
+
+def test_each_local_training_process_takes_the_next_placement():
+    # `ablate run`'s child initializer, in a fresh process (it sets a parent-death signal).
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import multiprocessing, os; from service.embedded import _init_child\n"
+        "slots = multiprocessing.get_context('spawn').Value('i', 0)\n"
+        "placement = [{'CUDA_VISIBLE_DEVICES': '0', 'ABLATE_GPU_MEMORY_MB': '9000'},"
+        " {'CUDA_VISIBLE_DEVICES': '1', 'ABLATE_GPU_MEMORY_MB': None}]\n"
+        "for _ in range(3):\n"
+        "    _init_child(True, placement, slots)\n"
+        "    print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ.get('ABLATE_GPU_MEMORY_MB'))\n"
+    )
+    env = {**os.environ, "ABLATE_GPU_MEMORY_MB": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["0 9000", "1 None", "0 9000"]
