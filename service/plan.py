@@ -11,6 +11,7 @@ import copy
 import difflib
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +19,11 @@ from pydantic import BaseModel, ValidationError
 
 from service import datasets
 from service.errors import DatasetError, SpecError
+from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
 from service.spec.load import format_errors
 from service.spec.models import StudySpec, TrainConfig
+from service.spec.shapes import ShapeError, check_model
 
 BASELINE = "baseline"
 
@@ -56,7 +59,10 @@ def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
     """Expand `spec`; raises `SpecError` (naming the field) for any bad factor, path or dataset."""
     baseline = spec.baseline().model_dump(mode="json")
     seeds = spec.ablation.seed_list
+    _check_size_before_expanding(spec, source)
     configs: list[tuple[str, str | None, dict[str, Any], TrainConfig]] = []
+    digests: dict[str, str] = {}
+    fields: list[str] = []
     for name, factor, overrides, field in _variants(spec, baseline, source):
         _check_overlaps(overrides, field, source)
         try:
@@ -66,6 +72,7 @@ def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
                 raise
             raise SpecError(source, [(field, f"unusable value: {type(exc).__name__}: {exc}")]) from None
         configs.append((name, factor, overrides, config))
+        fields.append(field)
 
     distinct = {canonical_json(config.model_dump(mode="json")) for *_, config in configs}
     planned = len(distinct) * len(seeds)
@@ -80,23 +87,78 @@ def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
             )],
         )
 
-    fingerprints: dict[str, str] = {}
+    infos: dict[str, datasets.DatasetInfo] = {}
     variants: list[Variant] = []
     runs: dict[str, RunSpec] = {}
-    for name, factor, overrides, config in configs:
+    for (name, factor, overrides, config), field in zip(configs, fields, strict=True):
+        config = _with_factory_source(config, digests, source)
         data_key = canonical_json(config.dataset.model_dump(mode="json"))
-        if data_key not in fingerprints:
+        if data_key not in infos:
             try:
-                fingerprints[data_key] = datasets.inspect(config.dataset).fingerprint
+                infos[data_key] = datasets.inspect(config.dataset)
             except DatasetError as exc:
                 raise SpecError(source, [(exc.field, str(exc).removeprefix(f"{exc.field}: "))]) from None
+        info = infos[data_key]
+        try:  # the builder's shape arithmetic, so a model that cannot build fails here
+            check_model(config, info.input_shape, info.num_classes)
+        except ShapeError as exc:
+            where = exc.field if name == BASELINE else f"{field} ({exc.field})"
+            raise SpecError(source, [(where, str(exc))]) from None
         run_ids = []
         for seed in seeds:
-            run = RunSpec(config=config, dataset_fingerprint=fingerprints[data_key], seed=seed)
+            run = RunSpec(config=config, dataset_fingerprint=info.fingerprint, seed=seed)
             runs.setdefault(run.run_id, run)
             run_ids.append(run.run_id)
         variants.append(Variant(name=name, factor=factor, overrides=overrides, run_ids=run_ids))
     return Plan(study_id=study_id(spec), spec=spec, variants=_unique_names(variants), runs=runs)
+
+
+# Variants expanded at most, whatever max_runs says: each costs a copy and a validation.
+MAX_EXPANDED_VARIANTS = 5000
+
+
+def variant_bound(spec: StudySpec) -> int:
+    """How many variants the strategy yields at most (baseline included), by arithmetic alone."""
+    ablation = spec.ablation
+    if ablation.strategy == "one_at_a_time":
+        return 1 + sum(len(factor.values) for factor in ablation.factors)
+    if ablation.strategy == "grid":
+        return 1 + math.prod(len(factor.values) for factor in ablation.factors)
+    if ablation.strategy == "loco":
+        return 1 + len(ablation.components)
+    return 1 + len(diagnose_battery(spec.baseline().model_dump(mode="json")))  # a short list
+
+
+def _check_size_before_expanding(spec: StudySpec, source: str) -> None:
+    """Refuse a plan far over max_runs before a single variant is built (a 10^7-run grid took
+    minutes and gigabytes to expand before it was counted). Plans near the limit are expanded
+    and counted exactly below, since identical variants collapse into one."""
+    variants, seeds = variant_bound(spec), len(spec.ablation.seed_list)
+    limit = spec.ablation.max_runs
+    if variants * seeds > 2 * limit or variants > MAX_EXPANDED_VARIANTS:
+        raise SpecError(
+            source,
+            [(
+                "ablation.max_runs",
+                f"the plan has up to {variants * seeds} runs ({variants} variants x {seeds} "
+                f"seeds), more than max_runs={limit}; raise max_runs or ablate fewer values"
+                + (f" (at most {MAX_EXPANDED_VARIANTS} variants)" if variants > MAX_EXPANDED_VARIANTS else ""),
+            )],
+        )
+
+
+def _with_factory_source(config: TrainConfig, digests: dict[str, str], source: str) -> TrainConfig:
+    """The config with its factory's source digest: the builder's code is part of the run."""
+    path = config.model.factory
+    if path is None:
+        return config
+    if path not in digests:
+        try:
+            digests[path] = source_digest(path)
+        except FactoryError as exc:
+            raise SpecError(source, [(exc.field, str(exc).removeprefix(f"{exc.field}: "))]) from None
+    model = config.model.model_copy(update={"factory_sha256": digests[path]})
+    return config.model_copy(update={"model": model})
 
 
 # Strategies
@@ -161,11 +223,15 @@ def _short(value: Any) -> str:
 
 
 def _check_overlaps(overrides: dict[str, Any], field: str, source: str) -> None:
-    """`model` and `model.dropout` set together: the later would silently undo the other."""
-    paths = sorted(overrides)
-    for first, second in itertools.combinations(paths, 2):
-        if second.startswith(first + "."):
-            raise SpecError(source, [(field, f"{first!r} and {second!r} overlap; set one or the other")])
+    """`model` and `model.dropout` set together: the later would silently undo the other.
+    Linear in the total length of the paths: each path's own prefixes are looked up."""
+    paths = set(overrides)
+    for second in sorted(paths):
+        parts = second.split(".")
+        for depth in range(1, len(parts)):
+            first = ".".join(parts[:depth])
+            if first in paths:
+                raise SpecError(source, [(field, f"{first!r} and {second!r} overlap; set one or the other")])
 
 
 def diagnose_battery(baseline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

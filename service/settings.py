@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     data_roots: str | None = None
     """Folders (separated by ':') that local dataset paths must stay inside; unset: anywhere.
     Workers serving many users should set it (the image sets /data)."""
+    factory_modules: str | None = None
+    """Module prefixes (comma-separated, * for any) whose `model.factory` functions may be
+    imported and run; unset: none on a Celery worker, any in `ablate run` (the user's own
+    machine). A factory is code that every worker would run for whoever submits a study."""
     dataset_cache: str = "~/.cache/ablate/datasets"
     """Where s3:// datasets are downloaded, once per worker, keyed by their ETags."""
     runs_per_gpu: int = Field(1, ge=1, le=64)

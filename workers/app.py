@@ -12,6 +12,7 @@ import sys
 
 from celery.signals import worker_init, worker_shutting_down
 
+from service.factories import deny_by_default
 from service.logs import configure_logging
 from service.queue import make_celery
 from service.settings import get_settings
@@ -22,6 +23,9 @@ app = make_celery(settings, include=["workers.tasks"])
 # kombu's Redis transport, except that a message it cannot read is rejected instead of
 # stopping the worker (workers/transport.py); the client sends with kombu's own.
 app.conf.broker_transport = "workers.transport:Transport"
+# A Celery worker runs studies of whoever reaches the broker: no model factory is imported
+# unless the operator allows its module (ABLATE_FACTORY_MODULES).
+deny_by_default()
 
 # Set by the parent when a warm shutdown starts (SIGTERM from `docker stop` or Kubernetes). It
 # lives in shared memory created before the pool processes are forked, so they all see it and

@@ -11,6 +11,7 @@ import importlib
 
 import keras
 
+from service import factories
 from service.errors import AblateError
 from service.spec.models import AugmentationSpec, ConvBlock, TrainConfig
 
@@ -200,6 +201,19 @@ def _call_factory(
     path: str, config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int
 ) -> keras.Model:
     module_name, _, function_name = path.partition(":")
+    try:
+        # Before anything of the module runs: is it allowed here, and is it the planned code?
+        factories.check_allowed(path)
+        digest = factories.source_digest(path)
+    except factories.FactoryError as error:
+        raise ModelConfigError(str(error)) from None
+    planned = config.model.factory_sha256
+    if planned is not None and digest != planned:
+        raise ModelConfigError(
+            f"model.factory: this worker's {module_name} (source sha256 {digest[:12]}) is not the "
+            f"code the run was planned with ({planned[:12]}); install the same version on the "
+            "workers, or submit the spec again to plan runs of this one"
+        )
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # any import-time failure is the factory's

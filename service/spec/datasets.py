@@ -20,7 +20,7 @@ class _DatasetBase(StrictModel):
     """Fraction of the training data held out for validation (0 disables validation)."""
     test_split: Fraction = 0.2
     """Fraction held out for the test split when the source has no test set of its own."""
-    split_seed: Annotated[int, Field(ge=0)] = 0
+    split_seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     """Seed of the split; the same for every run so variants are compared on the same data."""
     scale: Literal["auto", "none", "unit", "standardize"] = "auto"
     """auto: divide by the training maximum when it exceeds 1; unit: divide by 255;
@@ -44,7 +44,7 @@ class SyntheticDataset(_DatasetBase):
     noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     imbalance: Annotated[float, Field(ge=1.0, le=100.0)] = 1.0
     """Ratio of the largest to the smallest class (1 = balanced)."""
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
 
 
 class KerasDataset(_DatasetBase):

@@ -10,12 +10,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializationInfo, field_validator, model_serializer, model_validator
 
 from service.spec.base import StrictModel
 from service.spec.datasets import DatasetSpec, DigitsDataset
 
 PositiveInt = Annotated[int, Field(gt=0)]
+# Every integer that reaches a library has that library's bound (TensorFlow's step counters
+# and schedule boundaries are int32/int64 tensors, scikit-learn's seeds 32-bit): an error that
+# names the field instead of an OverflowError in a worker.
+MAX_STEPS = 1_000_000_000
+Steps = Annotated[int, Field(gt=0, le=MAX_STEPS)]
+Patience = Annotated[int, Field(ge=0, le=10_000)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 Activation = Literal["relu", "gelu", "elu", "selu", "swish", "tanh", "leaky_relu"]
 
@@ -41,10 +47,10 @@ class ModelSpec(StrictModel):
     """`package.module:function` building an uncompiled keras.Model, installed on the workers;
     called as `function(config, input_shape, num_classes)`. Replaces the declarative CNN."""
     conv_blocks: list[ConvBlock] = Field(
-        default_factory=lambda: [ConvBlock(filters=32), ConvBlock(filters=64)]
+        default_factory=lambda: [ConvBlock(filters=32), ConvBlock(filters=64)], max_length=32
     )
     global_pool: Literal["flatten", "avg", "max"] = "flatten"
-    dense: list[Annotated[int, Field(gt=0, le=65536)]] = Field(default_factory=lambda: [128])
+    dense: list[Annotated[int, Field(gt=0, le=65536)]] = Field(default_factory=lambda: [128], max_length=16)
     dense_activation: Activation = "relu"
     dropout: Rate = 0.0
     """Dropout before each dense layer of the head (and before the output layer)."""
@@ -52,6 +58,17 @@ class ModelSpec(StrictModel):
     """Dropout after each conv block."""
     l2: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     """L2 weight decay on conv and dense kernels."""
+    factory_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """Set by the planner, not by hand: the sha256 of the factory module's source, so that the
+    builder's code is part of the run's identity (service/factories.py)."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_digest(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        # Absent (no factory) it is left out, so the run ids of such configs stay as they were.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("factory_sha256") is None:
+            data.pop("factory_sha256", None)
+        return data
 
     @field_validator("factory")
     @classmethod
@@ -72,7 +89,7 @@ class ModelSpec(StrictModel):
 
 class _OptimizerBase(StrictModel):
     learning_rate: Annotated[float, Field(gt=0.0, le=10.0)] = 0.001
-    clipnorm: Annotated[float, Field(gt=0.0)] | None = None
+    clipnorm: Annotated[float, Field(gt=0.0, le=1e6)] | None = None
 
 
 class Adam(_OptimizerBase):
@@ -113,24 +130,24 @@ class Constant(StrictModel):
 
 class ExponentialDecay(StrictModel):
     name: Literal["exponential_decay"]
-    decay_steps: PositiveInt = 1000
+    decay_steps: Steps = 1000
     decay_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.96
     staircase: bool = False
 
 
 class Cosine(StrictModel):
     name: Literal["cosine"]
-    decay_steps: PositiveInt | None = None
+    decay_steps: Steps | None = None
     """Steps to decay over after the warm-up; default: the whole training run."""
     alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] = 0
 
 
 class Piecewise(StrictModel):
     name: Literal["piecewise"]
-    boundaries: list[PositiveInt]
+    boundaries: Annotated[list[Steps], Field(max_length=100)]
     """Step boundaries; `values` has one more entry than `boundaries`."""
-    values: list[Annotated[float, Field(gt=0.0)]]
+    values: Annotated[list[Annotated[float, Field(gt=0.0, le=10.0)]], Field(max_length=101)]
 
     @model_validator(mode="after")
     def _lengths(self) -> Piecewise:
@@ -145,8 +162,8 @@ class ReduceOnPlateau(StrictModel):
     name: Literal["reduce_on_plateau"]
     monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
     factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
-    patience: Annotated[int, Field(ge=0)] = 3
-    min_lr: Annotated[float, Field(ge=0.0)] = 1e-6
+    patience: Patience = 3
+    min_lr: Annotated[float, Field(ge=0.0, le=10.0)] = 1e-6
 
 
 ScheduleSpec = Annotated[
@@ -180,8 +197,8 @@ class AugmentationSpec(StrictModel):
 
 class EarlyStopping(StrictModel):
     monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
-    patience: Annotated[int, Field(ge=0)] = 5
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    patience: Patience = 5
+    min_delta: Annotated[float, Field(ge=0.0, le=1e6)] = 0.0
 
 
 class TrainingSpec(StrictModel):
@@ -264,6 +281,9 @@ class Factor(StrictModel):
         return self.name or self.path or "factor"
 
 
+MAX_RUNS = 10_000
+"""Upper bound of max_runs: a study's plan, statuses and report are held in memory."""
+
 LOCO_COMPONENTS = (
     "dropout",
     "augmentation",
@@ -278,12 +298,12 @@ LOCO_COMPONENTS = (
 
 class AblationSpec(StrictModel):
     strategy: Literal["one_at_a_time", "grid", "loco", "diagnose"] = "one_at_a_time"
-    factors: list[Factor] = Field(default_factory=list)
-    components: list[str] = Field(default_factory=list)
+    factors: list[Factor] = Field(default_factory=list, max_length=100)
+    components: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=100)
     """For `loco`: components removed one at a time: dropout, augmentation, l2, batch_norm,
     schedule, label_smoothing, early_stopping, dense, or conv_block.N (block N, from 0)."""
     seeds: Annotated[int, Field(gt=0, le=1000)] | list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = 3
-    max_runs: Annotated[int, Field(gt=0)] = 500
+    max_runs: Annotated[int, Field(gt=0, le=MAX_RUNS)] = 500
 
     @field_validator("components")
     @classmethod

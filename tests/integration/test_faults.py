@@ -55,11 +55,13 @@ def cluster(s3_server, tmp_path_factory):
             "ABLATE_VISIBILITY_TIMEOUT": "30",
             "ABLATE_LEASE_SECONDS": "3",
             "ABLATE_MAX_ATTEMPTS": "3",
+            "ABLATE_FACTORY_MODULES": "killer",  # workers import no factory unless allowed
             "ABLATE_DATASET_CACHE": str(root / "cache"),
             "PYTHONPATH": f"{root / 'plugins'}{os.pathsep}{REPO}",
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.syspath_prepend(str(root / "plugins"))  # the planner hashes the factory's source
         get_settings.cache_clear()
         workers = Workers(dict(os.environ), root)
         try:

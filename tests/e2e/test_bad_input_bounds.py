@@ -1,0 +1,91 @@
+"""Hostile inputs are refused within bounded time and memory: `ablate validate` runs in a fresh
+process on each and must exit 2 within a few seconds and a few hundred megabytes (a 10^7-run
+grid took minutes and gigabytes; a 200 KB spec of factor keys took 26 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY
+
+SECONDS = 8.0
+"""Wall time of the whole command, the CLI's own start-up (about 2 s here) included."""
+MEGABYTES = 400
+
+
+def _grid_of_ten_million(tmp: Path) -> Path:
+    paths = ["model.dropout", "model.conv_dropout", "model.l2", "training.label_smoothing",
+             "augmentation.zoom", "augmentation.translation", "augmentation.contrast"]
+    factors = [{"path": path, "values": [round(0.01 * (i + 1), 3) for i in range(10)]} for path in paths]
+    return _write(tmp, {**TINY, "ablation": {"strategy": "grid", "seeds": 1, "factors": factors}})
+
+
+def _many_factor_keys(tmp: Path) -> Path:
+    keys = {f"model.key_{index:05d}": index for index in range(12_000)}  # about 200 KB
+    path = _write(tmp, {**TINY, "ablation": {"factors": [{"values": [keys]}]}})
+    assert path.stat().st_size > 200_000
+    return path
+
+
+def _write(tmp: Path, data: dict) -> Path:
+    path = tmp / "spec.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+HOSTILE = {
+    "grid of 10^7 runs": (_grid_of_ten_million, "ablation.max_runs: the plan has up to 10000001 runs"),
+    "200 KB of factor keys": (_many_factor_keys, "unknown factor path"),
+}
+
+
+def validate_bounded(spec: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    """`ablate validate spec` in a fresh process: (result, seconds, peak megabytes)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURED, str(spec)],
+        cwd=spec.parent,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    seconds = time.monotonic() - started
+    peak = float(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else float("nan")
+    return result, seconds, peak
+
+
+# Runs the CLI and prints its own peak RSS (MB) last, whatever the CLI's exit code.
+_MEASURED = """
+import resource, sys
+from service.cli import cli
+try:
+    cli.main(["validate", sys.argv[1]], prog_name="ablate", standalone_mode=False)
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+except Exception as exc:
+    print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    code = 3
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_hostile_spec_is_refused_in_bounded_time_and_memory(case, tmp_path):
+    make, expected = HOSTILE[case]
+    spec = make(tmp_path)
+    result, seconds, peak = validate_bounded(spec)
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert expected in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.stderr
+    assert seconds < SECONDS, f"validate took {seconds:.1f}s"
+    assert peak < MEGABYTES, f"validate peaked at {peak:.0f} MB"
