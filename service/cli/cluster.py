@@ -88,7 +88,7 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
     console.print(f"follow it with: ablate status {study.study_id} --watch")
     if wait:
         final = _watch(study)
-        from service.cli.local import write_report_with_status
+        from service.cli.reporting import write_report_with_status
 
         console.print(f"report: {escape(write_report_with_status(client.store, study.study_id))}")
         if final.counts["failed"]:
@@ -155,7 +155,7 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
     import tempfile
     import webbrowser
 
-    from service.cli.local import write_report_with_status
+    from service.cli.reporting import write_report_with_status
 
     client = _client(store)
     client.study(study_id)  # a clear error for an unknown study

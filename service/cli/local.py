@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import threading
-import warnings
 from typing import TYPE_CHECKING
 
 import click
@@ -16,6 +14,7 @@ from rich.table import Table
 
 from service.cli import cli
 from service.cli.output import console, errors
+from service.cli.reporting import write_report_with_status
 from service.settings import get_settings
 from service.spec import load_spec
 from service.spec.models import StudySpec
@@ -181,25 +180,3 @@ def _import_reporter_meanwhile() -> None:
             pass  # the report's own import raises it where it can be reported
 
     threading.Thread(target=load, name="import-reporter", daemon=True).start()
-
-
-def write_report_with_status(store, study_id: str) -> str:
-    """Write the report, print its variants table and its answer, and return where it is."""
-    from service.report import publish_report
-    from service.report.terminal import answer, variants_table
-
-    with console.status("writing the report"), numerical_warnings_quiet():
-        summary, location = publish_report(store, study_id)
-    console.print(variants_table(summary))
-    console.print(answer(summary))
-    return location
-
-
-@contextlib.contextmanager
-def numerical_warnings_quiet():
-    """Numerical libraries' warnings (scipy's precision loss on near-identical seeds) are not
-    the user's business: the statistics handle those cases themselves."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        yield

@@ -7,6 +7,8 @@ whichever way it points.
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
@@ -14,7 +16,6 @@ from rich.text import Text
 
 from service.report.formatting import interval, mean_std, p_value, points
 from service.report.models import Summary
-from service.report.next_steps import inline
 
 TOP_CAUSES = 3
 
@@ -58,7 +59,7 @@ def answer(summary: Summary) -> Group:
             )
         )
         if measured:
-            parts.append(Text.from_markup(f"     fix: {escape(inline(cause.fix.spec))}"))
+            parts.append(Text.from_markup(f"     fix: {escape(_dotted(cause.fix.changes))}"))
         elif cause.advice:
             parts.append(Text.from_markup(f"     {escape(cause.advice)}"))
     if len(summary.causes) > TOP_CAUSES:
@@ -70,3 +71,9 @@ def answer(summary: Summary) -> Group:
             Text(f"  next: {summary.next_steps.next_study} beside the report {summary.next_steps.next_study_reason}")
         )
     return Group(*parts)
+
+
+def _dotted(changes: dict) -> str:
+    """`optimizer.learning_rate: 0.001, model.dropout: 0.5`, cut to one line."""
+    text = ", ".join(f"{path}: {json.dumps(value, separators=(',', ':'))}" for path, value in changes.items())
+    return text if len(text) <= 70 else text[:69] + "…"
