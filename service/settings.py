@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     """Module prefixes (comma-separated, * for any) whose `model.factory` functions may be
     imported and run; unset: none on a Celery worker, any in `ablate run` (the user's own
     machine). A factory is code that every worker would run for whoever submits a study."""
+    max_dataset_bytes: int = Field(4 * 1024**3, gt=0)
+    """Largest dataset accepted, in bytes: an .npz file and the arrays its headers declare, an
+    image folder's files and its decoded images. Checked before anything is loaded."""
     dataset_cache: str = "~/.cache/ablate/datasets"
     """Where s3:// datasets are downloaded, once per worker, keyed by their ETags."""
     runs_per_gpu: int = Field(1, ge=1, le=64)

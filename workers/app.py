@@ -10,6 +10,7 @@ import multiprocessing.sharedctypes
 import signal
 import sys
 
+import structlog
 from celery.signals import worker_init, worker_shutting_down
 
 from service.factories import deny_by_default
@@ -26,6 +27,13 @@ app.conf.broker_transport = "workers.transport:Transport"
 # A Celery worker runs studies of whoever reaches the broker: no model factory is imported
 # unless the operator allows its module (ABLATE_FACTORY_MODULES).
 deny_by_default()
+if not settings.data_roots:
+    # Without roots a spec may name any path this worker can read, and the errors it gets back
+    # (file not found, not an image...) tell a remote submitter which paths exist here.
+    structlog.get_logger(__name__).warning(
+        "ABLATE_DATA_ROOTS is not set: studies may read any local path on this worker; "
+        "set it to the folders that hold datasets"
+    )
 
 # Set by the parent when a warm shutdown starts (SIGTERM from `docker stop` or Kubernetes). It
 # lives in shared memory created before the pool processes are forked, so they all see it and

@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.datasets.source import Source, local_path
+from service.datasets.source import Source, check_roots, data_roots, local_path
 from service.errors import DatasetError
+from service.files import NotARegularFile, read_regular
+from service.settings import get_settings
 from service.spec.datasets import ImageFolderDataset
+
+MAX_IMAGE_PIXELS = 40_000_000
+"""Pixels of one image at most (a 6000x6000 photo); Pillow's own limit is twice its warning."""
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
 
 
 def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
@@ -28,19 +34,34 @@ def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
     mode = "L" if channels == 1 else "RGB"
     size = spec.image_size
     files = [(label, path) for label, (_, paths) in enumerate(classes) for path in paths]
+    _check_size(root, files, size * size * channels, field)
     x = np.empty((len(files), size, size, channels), dtype=np.uint8) if arrays else None
     entries: list[str] = []
     for index, (_, path) in enumerate(files):
-        data = path.read_bytes()
+        try:
+            data = read_regular(path, MAX_IMAGE_BYTES)
+        except NotARegularFile as exc:
+            raise DatasetError(field, f"{path}: {exc}") from None
         relative = path.relative_to(root).as_posix()
         entries.append(f"{relative}\0{len(data)}\0{hashlib.sha256(data).hexdigest()}\n")
         try:
             with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size  # from the header: nothing is decoded yet
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DatasetError(
+                        field,
+                        f"{path} is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} "
+                        "an image may have (resize it first)",
+                    )
                 if x is None:
                     image.verify()
                 else:
                     image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
                     x[index] = np.asarray(image, dtype=np.uint8).reshape(size, size, channels)
+        except DatasetError:
+            raise
+        except Image.DecompressionBombError:
+            raise DatasetError(field, f"{path} declares more pixels than Pillow decodes (a decompression bomb)") from None
         except Exception:  # Pillow raises many types (UnidentifiedImageError, SyntaxError, OSError)
             raise DatasetError(field, f"{path} is not an image Pillow can read") from None
     digest = hashlib.sha256()
@@ -54,6 +75,21 @@ def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
         y_train=np.array([label for label, _ in files], dtype=np.int64),
         x_train=x,
     )
+
+
+def _check_size(root: Path, files: list[tuple[int, Path]], pixels: int, field: str) -> None:
+    """The files and the decoded images against ABLATE_MAX_DATASET_BYTES, before any is read."""
+    limit = get_settings().max_dataset_bytes
+    decoded = len(files) * pixels
+    stored = 0
+    for _, path in files:
+        stored += path.stat().st_size
+    if max(stored, decoded) > limit:
+        raise DatasetError(
+            field,
+            f"{root}: {len(files)} images of {stored} bytes ({decoded} bytes decoded) are more "
+            f"than the {limit} allowed (ABLATE_MAX_DATASET_BYTES)",
+        )
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -79,6 +115,7 @@ def _scan(root: Path, field: str) -> list[tuple[str, list[Path]]]:
             field, f"{root} has {len(entries)} class folder(s); a classifier needs at least 2"
         )
     classes = []
+    roots = data_roots()
     for folder in entries:
         files = _visible(folder)
         nested = [p for p in files if p.is_dir()]
@@ -87,6 +124,11 @@ def _scan(root: Path, field: str) -> list[tuple[str, list[Path]]]:
                 field,
                 f"{nested[0]} is a folder inside class '{folder.name}'; class folders hold only images",
             )
+        for path in files:
+            # Each file after resolving links: one linked from outside the roots is not read.
+            check_roots(path, str(path), field, roots)
+            if not path.is_file():
+                raise DatasetError(field, f"{path} is not a regular file (a FIFO, device or broken link)")
         if not files:
             raise DatasetError(field, f"class '{folder.name}' ({folder}) has no images")
         classes.append((folder.name, files))

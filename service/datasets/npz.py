@@ -7,16 +7,21 @@ sorted order and keep their original values as class names.
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from service.datasets.source import Source, local_path, sha256_file
+from service.datasets.source import Source, local_path, sha256_handle
 from service.errors import DatasetError
+from service.files import NotARegularFile, open_regular
+from service.settings import get_settings
 from service.spec.datasets import NpzDataset
+from service.text import printable
 
 Fail = Callable[[str], DatasetError]
 
@@ -24,7 +29,7 @@ Fail = Callable[[str], DatasetError]
 def read(spec: NpzDataset, field: str, arrays: bool) -> Source:
     field = f"{field}.path"
     path = local_path(spec.path, field)
-    data = _read_arrays(path, field)
+    fingerprint, data = _read_arrays(path, field)
 
     def fail(message: str) -> DatasetError:
         return DatasetError(field, f"{path}: {message}")
@@ -38,7 +43,7 @@ def read(spec: NpzDataset, field: str, arrays: bool) -> Source:
         raise fail(f"y_train has a single class ({classes[0]}); a classifier needs at least 2")
     contiguous = classes[-1] == len(classes) - 1
     source = Source(
-        fingerprint=sha256_file(path),
+        fingerprint=fingerprint,
         input_shape=tuple(int(d) for d in x_train.shape[1:]),
         class_names=[str(c) for c in classes],
         n_train=len(y_train),
@@ -64,13 +69,77 @@ def read(spec: NpzDataset, field: str, arrays: bool) -> Source:
     return source
 
 
-def _read_arrays(path: Path, field: str) -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise DatasetError(field, f"{path}: file not found")
-    if path.is_dir():
-        raise DatasetError(field, f"{path}: is a directory, not an .npz file")
+def _read_arrays(path: Path, field: str) -> tuple[str, dict[str, np.ndarray]]:
+    """(sha256 of the file, its arrays), all read from one descriptor of a regular file."""
+    limit = get_settings().max_dataset_bytes
     try:
-        archive = np.load(path, allow_pickle=False)
+        handle = open_regular(path, limit)
+    except NotARegularFile as exc:
+        if str(exc).startswith("is a directory"):
+            raise DatasetError(field, f"{path}: is a directory, not an .npz file") from None
+        raise DatasetError(field, f"{path}: {exc} (ABLATE_MAX_DATASET_BYTES)" if "allowed" in str(exc) else f"{path}: {exc}") from None
+    with handle:
+        fingerprint = sha256_handle(handle)
+        handle.seek(0)
+        _check_headers(handle, path, field, limit)
+        handle.seek(0)
+        return fingerprint, _load(handle, path, field)
+
+
+def _check_headers(handle: BinaryIO, path: Path, field: str, limit: int) -> None:
+    """Before anything is loaded: each array's header against the bytes the archive holds for
+    it (a header that lies), and the sizes they declare against ABLATE_MAX_DATASET_BYTES (an
+    archive of zeros compresses a gigabyte array into a few megabytes)."""
+    try:
+        archive = zipfile.ZipFile(handle)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip archive: np.load says what it is
+    total = 0
+    with archive:
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            try:
+                info = archive.getinfo(f"{name}.npy")
+            except KeyError:
+                continue
+            shape, dtype, header = _header(archive, info, path, field, name)
+            if dtype.hasobject:
+                raise DatasetError(field, f"{path}: {name} cannot be read without pickle (an object array)")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if info.file_size != header + nbytes:
+                raise DatasetError(
+                    field,
+                    f"{path}: {name}'s header declares shape {shape} of {dtype} ({nbytes} bytes) "
+                    f"but the archive holds {max(0, info.file_size - header)} bytes of data: "
+                    "the file is corrupt",
+                )
+            total += nbytes
+    if total > limit:
+        raise DatasetError(
+            field,
+            f"{path}: its arrays declare {total} bytes, more than the {limit} allowed "
+            "(ABLATE_MAX_DATASET_BYTES)",
+        )
+
+
+def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, field: str, name: str):
+    """(shape, dtype, header length) of one .npy member, read from its first bytes only."""
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            return tuple(int(d) for d in shape), dtype, member.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError) as exc:
+        raise DatasetError(field, f"{path}: {name} has a corrupt .npy header ({printable(str(exc), 200)})") from None
+
+
+def _load(handle: BinaryIO, path: Path, field: str) -> dict[str, np.ndarray]:
+    try:
+        archive = np.load(handle, allow_pickle=False)
     except ValueError:  # numpy's answer to bytes that are neither .npy nor a zip: try pickle
         raise DatasetError(
             field, f"{path}: not a valid .npz file (not a zip archive of arrays)"
@@ -139,6 +208,8 @@ def _labels(y: np.ndarray, name: str, fail: Fail) -> np.ndarray:
             )
     elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         raise fail(f"{name} has dtype {y.dtype}; labels must be integers")
+    if y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max:
+        raise fail(f"{name} has labels larger than {np.iinfo(np.int64).max} (e.g. {y.max()})")
     if (y < 0).any():
         raise fail(f"{name} has negative labels (e.g. {y[y < 0][0]}); labels must be 0 or greater")
     return y.astype(np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -45,20 +46,29 @@ def local_path(path: str, field: str, folder: bool = False) -> Path:
         local = Path(path).expanduser()
     except RuntimeError:  # `~someone/...` for a user this machine does not know
         raise DatasetError(field, f"{path}: unknown user in '~'") from None
-    _check_roots(local, path, field)
+    check_roots(local, path, field)
     return local
 
 
-def _check_roots(local: Path, path: str, field: str) -> None:
-    """With ABLATE_DATA_ROOTS set, a dataset (after `..` and symlinks) must lie inside a root."""
+def data_roots() -> list[Path] | None:
+    """The folders of ABLATE_DATA_ROOTS, resolved; None when unset (anywhere is allowed)."""
     import os
 
     from service.settings import get_settings
 
     roots = get_settings().data_roots
     if not roots:
+        return None
+    return [Path(root).expanduser().resolve() for root in roots.split(os.pathsep) if root]
+
+
+def check_roots(local: Path, path: str, field: str, roots: list[Path] | None = None) -> None:
+    """With ABLATE_DATA_ROOTS set, a file or folder (after `..` and every symlink on the way)
+    must lie inside a root. Every file read is checked, not only the path the spec names: a
+    symlink inside an allowed folder may lead anywhere."""
+    allowed = data_roots() if roots is None else roots
+    if not allowed:
         return
-    allowed = [Path(root).expanduser().resolve() for root in roots.split(os.pathsep) if root]
     resolved = local.resolve()
     if not any(resolved == root or root in resolved.parents for root in allowed):
         listed = ", ".join(str(root) for root in allowed)
@@ -66,8 +76,12 @@ def _check_roots(local: Path, path: str, field: str) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
+        return sha256_handle(handle)
+
+
+def sha256_handle(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from service.errors import SpecError
+from service.files import NotARegularFile, read_regular
 from service.spec.models import StudySpec
 from service.text import printable
 
@@ -116,16 +117,13 @@ def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a spec file; raises `SpecError` naming the file and each bad field."""
     path = Path(path)
     source = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(source, [("", "file not found")]) from None
-    except IsADirectoryError:
-        raise SpecError(source, [("", "is a directory, not a spec file")]) from None
+    try:  # a FIFO, a device or a 3 GB file is refused before a byte of it is read
+        raw = read_regular(path, MAX_SPEC_BYTES)
+    except NotARegularFile as exc:
+        message = "is a directory, not a spec file" if str(exc).startswith("is a directory") else str(exc)
+        raise SpecError(source, [("", message)]) from None
     except OSError as exc:
         raise SpecError(source, [("", f"cannot read: {exc.strerror}")]) from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(source, [("", f"spec is larger than {MAX_SPEC_BYTES} bytes")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

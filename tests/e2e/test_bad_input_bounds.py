@@ -34,6 +34,18 @@ def _many_factor_keys(tmp: Path) -> Path:
     return path
 
 
+def _sparse_3_gb(tmp: Path) -> Path:
+    path = tmp / "spec.yaml"
+    with path.open("wb") as handle:
+        handle.truncate(3 * 10**9)  # sparse: no disk is used, but a reader would get 3 GB
+    return path
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "spec.yaml")  # nobody ever writes: a blocking read waits forever
+    return tmp / "spec.yaml"
+
+
 def _write(tmp: Path, data: dict) -> Path:
     path = tmp / "spec.json"
     path.write_text(json.dumps(data))
@@ -43,6 +55,8 @@ def _write(tmp: Path, data: dict) -> Path:
 HOSTILE = {
     "grid of 10^7 runs": (_grid_of_ten_million, "ablation.max_runs: the plan has up to 10000001 runs"),
     "200 KB of factor keys": (_many_factor_keys, "unknown factor path"),
+    "3 GB spec": (_sparse_3_gb, "spec.yaml: is 3000000000 bytes, more than the 1000000 allowed"),
+    "FIFO as the spec": (_fifo, "spec.yaml: is a FIFO (named pipe), not a regular file"),
 }
 
 

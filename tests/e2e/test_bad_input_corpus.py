@@ -5,6 +5,7 @@ trained or written."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def _array(name: str, desc: dict[str, Any]) -> np.ndarray:
             )
             array = np.arange(desc["length"]) % int(values.removeprefix("range"))
         else:
-            array = np.array(values)
+            array = np.array(values, dtype=desc.get("dtype"))  # exact: no detour through float
         array = array.astype(desc.get("dtype", "int64"))
     else:
         shape, dtype = tuple(desc["shape"]), np.dtype(desc.get("dtype", "float32"))
@@ -100,6 +101,17 @@ def _write_files(root: Path, desc: dict[str, dict[str, str]]) -> None:
             target.write_bytes(bytes.fromhex(content["hex"]))
 
 
+def _write_special(root: Path, desc: dict[str, Any]) -> None:
+    """Files that are not files: FIFOs, and symlinks (to a device, or out of the case)."""
+    _require(set(desc) <= {"fifo", "symlink"}, f"dataset.json: special: unknown keys {sorted(desc)}")
+    for relative in desc.get("fifo", []):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(root / relative)
+    for relative, target in desc.get("symlink", {}).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).symlink_to(target)
+
+
 def materialize(case: Path, root: Path) -> None:
     """Copy the case folder to `root` and write what its dataset.json describes."""
     shutil.copytree(case, root)
@@ -107,7 +119,7 @@ def materialize(case: Path, root: Path) -> None:
     if not described.exists():
         return
     desc = json.loads(described.read_text())
-    unknown = set(desc) - {"npz", "image_folder", "files"}
+    unknown = set(desc) - {"npz", "image_folder", "files", "special"}
     _require(not unknown, f"{case.name}/dataset.json: unknown keys {sorted(unknown)}")
     if "npz" in desc:
         _write_npz(root, desc["npz"])
@@ -115,11 +127,14 @@ def materialize(case: Path, root: Path) -> None:
         _write_image_folder(root, desc["image_folder"])
     if "files" in desc:
         _write_files(root, desc["files"])
+    if "special" in desc:
+        _write_special(root, desc["special"])
 
 
 def _snapshot(root: Path) -> dict[str, int]:
+    # lstat: a FIFO or a link to /dev/zero is recorded, never opened
     return {
-        path.relative_to(root).as_posix(): path.stat().st_size for path in sorted(root.rglob("*"))
+        path.relative_to(root).as_posix(): path.lstat().st_size for path in sorted(root.rglob("*"))
     }
 
 
@@ -146,7 +161,9 @@ def test_corpus_has_at_least_30_well_formed_cases():
         assert files <= {"spec.yaml", "expected.txt", "dataset.json", "xfail.txt"}, case.name
         assert (case / "expected.txt").read_text().strip(), f"{case.name}: empty expected.txt"
         if "spec.yaml" not in files:
-            generated = json.loads((case / "dataset.json").read_text()).get("files", {})
+            desc = json.loads((case / "dataset.json").read_text())
+            special = desc.get("special", {})
+            generated = {*desc.get("files", {}), *special.get("fifo", []), *special.get("symlink", {})}
             assert "spec.yaml" in generated, f"{case.name}: no spec.yaml"
 
 
