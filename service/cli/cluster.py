@@ -18,7 +18,7 @@ from rich.table import Table
 from service.cli import cli
 from service.cli.output import console
 from service.errors import AblateError
-from service.records import run_key, study_key
+from service.records import study_key
 
 if TYPE_CHECKING:
     from service.client import AblationClient, Study, StudyStatus
@@ -172,22 +172,30 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
 @cli.command()
 @click.argument("study_id")
 @click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace files in DEST that differ from the store's.")
 @store_option
-def pull(study_id: str, dest: str, store: str | None) -> None:
-    """Download STUDY's artifacts into DEST, in the store's own layout."""
+def pull(study_id: str, dest: str, store: str | None, overwrite: bool) -> None:
+    """Download STUDY's artifacts into DEST, in the store's own layout (files already there
+    with other content are kept unless --overwrite)."""
+    from service.pull import pull_study
+
     client = _client(store)
     study = client.study(study_id)
-    keys = client.store.list(study_key(study_id, ""))
-    for run_id in study.run_ids:
-        keys += client.store.list(run_key(run_id, ""))
-    root = Path(dest)
-    for index, key in enumerate(keys, start=1):
-        target = root.joinpath(*key.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        client.store.get_file(key, target)
+
+    def show(index: int, total: int) -> None:
         if sys.stdout.isatty():
-            console.print(f"\r{index}/{len(keys)} files", end="")
-    console.print(f"{len(keys)} files of study {study_id} in {escape(str(root))}")
+            console.print(f"\r{index}/{total} files", end="")
+
+    pulled = pull_study(client.store, study_id, study.document, Path(dest), overwrite, show)
+    console.print(
+        f"{pulled.copied} files of study {study_id} copied into {escape(str(dest))}, "
+        f"{pulled.unchanged} already there"
+    )
+    if pulled.conflicts:
+        raise AblateError(
+            f"{len(pulled.conflicts)} files in {dest} differ from the store's and were kept "
+            f"(use --overwrite to replace them), e.g. {pulled.conflicts[0]}"
+        )
 
 
 @cli.command()
