@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "stopped_early": False,
     "epochs": None,
     "class_recall": None,
+    "wrong_as": None,
 }
 """A variant's parameters: `test_accuracy` (true mean) and `sd` (noise per seed); the final
 validation accuracy is the seed's test accuracy plus `val_offset`, the final training accuracy
@@ -52,7 +53,8 @@ at the last epoch); `loss` 'smooth' or 'oscillating'; `states` one per seed (def
 succeeded); `epochs` the epochs each succeeded seed ran (default the config's; a list sets it
 per seed, as early stopping does); `class_recall` {class index: test recall} for classes the
 model gets wrong more often (the other classes share the rest of the test accuracy), e.g. {3: 0.0}
-for a class never predicted."""
+for a class never predicted; `wrong_as` the class every wrong prediction goes to (default: the
+next class)."""
 
 
 def config(overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> dict:
@@ -122,7 +124,7 @@ def _run(rng, key: str, seed: int, run_config: dict, p: dict, state: str) -> Run
     if state == "succeeded":
         metrics = RunMetrics(
             run_id=run_id, seed=seed, epochs_run=epochs, stopped_early=p["stopped_early"],
-            attempt=1, resumed_from_epoch=None, history=history, test=_test(test, p["class_recall"]),
+            attempt=1, resumed_from_epoch=None, history=history, test=_test(test, p["class_recall"], p["wrong_as"]),
             class_names=[str(c) for c in range(CLASSES)], timings={"fit_seconds": 3.0},
             environment={}, finished_at=f"2024-05-01T12:00:{seed:02d}.000+00:00",
         )  # fmt: skip
@@ -189,14 +191,17 @@ def _history(
     ]
 
 
-def _test(accuracy: float, class_recall: dict[int, float] | None = None) -> TestMetrics:
+def _test(
+    accuracy: float, class_recall: dict[int, float] | None = None, wrong_as: int | None = None
+) -> TestMetrics:
     recall = dict(class_recall or {})
     rest = (accuracy * CLASSES - sum(recall.values())) / max(1, CLASSES - len(recall))
     matrix = np.zeros((CLASSES, CLASSES), dtype=int)
     for true in range(CLASSES):
         right = int(round(float(np.clip(recall.get(true, rest), 0.0, 1.0)) * PER_CLASS))
         matrix[true, true] = right
-        matrix[true, (true + 1) % CLASSES] = PER_CLASS - right
+        wrong = (true + 1) % CLASSES if wrong_as is None or wrong_as == true else wrong_as
+        matrix[true, wrong] += PER_CLASS - right
     per_class = [float(matrix[k, k] / PER_CLASS) for k in range(CLASSES)]
     return TestMetrics(
         accuracy=accuracy, loss=2.3 * (1 - accuracy) + 0.1, per_class_accuracy=per_class,

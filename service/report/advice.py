@@ -57,7 +57,9 @@ def cause_title(rule: str, best: Contrast | None, symptoms: list[Symptom]) -> st
     if best is not None:
         if rule == "factor_effect":
             head = f"{best.name} is better"
-        return f"{head}: {best.name} gains {points(best.delta)}"
+        trouble = {"learned_nothing": "the baseline learned nothing", "diverged": "the baseline diverges"}
+        seen = [trouble[s.rule] for s in symptoms if s.rule in trouble]
+        return f"{head}: {best.name} gains {points(best.delta)}" + (f" ({seen[0]})" if seen else "")
     if symptoms:
         detail = symptoms[0].title
         if detail.lower().startswith(head.lower().split(" (")[0] + ":"):

@@ -27,7 +27,13 @@ from service.report.models import (
 )
 from service.report.next_steps import at_edge, fix_of, suggestions
 from service.report.rules import comparable, fix_rule, remedies
-from service.report.rules.thresholds import MATERIAL_EFFECT, MIN_GAIN
+from service.report.rules.thresholds import (
+    MATERIAL_EFFECT,
+    MIN_GAIN,
+    MIN_SYMPTOM_STAKE,
+    RATE_MARGIN,
+    TYPICAL_RATES,
+)
 from service.report.stats import (
     detectable_effect,
     per_seed_sd,
@@ -64,6 +70,7 @@ CANDIDATES = {
     ),
     "overfitting": ("overfitting",),
     "still_improving": ("too_few_epochs", "learning_rate_too_low", "few_updates"),
+    "few_updates": ("few_updates", "too_few_epochs", "learning_rate_too_low"),
     "oscillating_loss": ("learning_rate_too_high",),
 }
 CANDIDATES["diverged"] = CANDIDATES["learned_nothing"]
@@ -83,6 +90,7 @@ FALLBACK = {
 """The cause a symptom names when no tested fix repairs it."""
 EXPLAINS = {
     "unscaled_input": ("learned_nothing", "diverged", "underfitting", "oscillating_loss"),
+    "diverged": ("learned_nothing",),
     "few_updates": ("learned_nothing", "underfitting", "still_improving"),
     "test_above_validation": ("underfitting", "overfitting"),
 }
@@ -152,22 +160,62 @@ def _causes(study: Study, symptoms: list[Symptom], fixes: list[Contrast]) -> lis
     for symptom in symptoms:
         if symptom.refuted_by or (symptom.stake < MIN_GAIN and symptom.rule not in TRAINING_TROUBLE):
             continue
+        if symptom.stake < MIN_SYMPTOM_STAKE and symptom.rule not in TRAINING_TROUBLE:
+            fixed_any = [r for r in CANDIDATES.get(symptom.rule, ()) if r in by_rule]
+            if not fixed_any:
+                continue  # too little at stake to name on the symptom alone
         explained_by = [
             s for s, covers in EXPLAINS.items() if s in present and symptom.rule in covers
         ]
+        if (
+            "class_imbalance" in present
+            and symptom.rule == "learned_nothing"
+            and _predicts_the_majority(study, symptom)
+        ):
+            explained_by.insert(0, "class_imbalance")
         fixed = [r for r in CANDIDATES.get(symptom.rule, ()) if r in by_rule]
         if fixed:
             rule = max(fixed, key=lambda r: max(c.delta for c in by_rule[r]))
         elif explained_by:
             rule = FALLBACK[explained_by[0]]
         else:
-            rule = FALLBACK[symptom.rule]
+            rule = _at_a_glance(study, symptom) or FALLBACK[symptom.rule]
         claimed.setdefault(rule, []).append(symptom)
     causes = []
     for rule in dict.fromkeys([*claimed, *by_rule]):
         causes.append(_cause(study, rule, by_rule.get(rule, []), claimed.get(rule, [])))
     causes.sort(key=lambda cause: -cause.gain)
     return causes
+
+
+def _predicts_the_majority(study: Study, symptom: Symptom) -> bool:
+    """A network at chance that predicts the largest training class for most test samples:
+    the imbalance, not the optimizer, is what it learned."""
+    facts = study.data.dataset
+    if facts is None or not facts.train_class_counts:
+        return False
+    largest = facts.train_class_counts.index(max(facts.train_class_counts))
+    return (
+        symptom.evidence["most_predicted_class"] == largest
+        and symptom.evidence["most_predicted_share"] > 0.5
+    )
+
+
+def _at_a_glance(study: Study, symptom: Symptom) -> str | None:
+    """What an engineer reads off a baseline that does not train when no tested change repairs
+    it: a rate far outside the optimizer's sane range, or a loss that falls, if slowly (the
+    optimizer moves, too little)."""
+    if symptom.rule not in ("learned_nothing", "underfitting"):
+        return None
+    name, rate = study.flat.get("optimizer.name"), study.flat.get("optimizer.learning_rate")
+    low, high = TYPICAL_RATES.get(name, (None, None))
+    if rate and high and rate > high * RATE_MARGIN:
+        return "learning_rate_too_high"
+    if rate and low and rate < low / RATE_MARGIN:
+        return "learning_rate_too_low"
+    if symptom.rule == "learned_nothing" and symptom.evidence.get("loss_falling_slowly"):
+        return "learning_rate_too_low"
+    return None
 
 
 def _cause(study: Study, rule: str, fixes: list[Contrast], symptoms: list[Symptom]) -> Cause:

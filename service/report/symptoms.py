@@ -22,6 +22,8 @@ from service.report.rules.thresholds import (
     CHANCE_LOSS_SHARE,
     CHANCE_MARGIN,
     COLLAPSE_RECALL,
+    FALLING_DROP,
+    FALLING_SHARE,
     FEW_UPDATES,
     GAP_THRESHOLD,
     IMBALANCE_RATIO,
@@ -55,8 +57,7 @@ def read_symptoms(study: Study) -> tuple[list[Symptom], list[Finding]]:
                 found.append(symptom)
         found += [s for s in (oscillating_loss(study, runs, found),) if s]
         found += [s for s in (few_updates(study, found),) if s]
-        if not trouble:
-            found += class_symptoms(study, runs)
+        found += class_symptoms(study, runs, collapse=not trouble)
     facts = []
     unscaled = unscaled_input(study, found)
     if unscaled is not None:
@@ -119,7 +120,13 @@ def learned_nothing(study: Study, runs: list[RunRecord]) -> Symptom | None:
         return None
     mean = float(np.mean([run.metrics.test.accuracy for run in runs]))
     losses = finite(_final(run, "loss") for run in runs)
+    falling = sum(_falling(run) for run in runs) * 2 > len(runs)
+    columns = np.sum([np.asarray(run.metrics.test.confusion_matrix, dtype=float).sum(axis=0) for run in runs], axis=0)
     evidence = {
+        "loss_falling_slowly": bool(falling),
+        "classes": classes,
+        "most_predicted_class": int(np.argmax(columns)),
+        "most_predicted_share": float(columns.max() / max(columns.sum(), 1.0)),
         "seeds_at_chance": int(sum(at_chance)),
         "seeds": len(runs),
         "test_accuracy": mean,
@@ -141,6 +148,15 @@ def learned_nothing(study: Study, runs: list[RunRecord]) -> Symptom | None:
         evidence=evidence,
         stake=1.0 - mean,
     )
+
+
+def _falling(run: RunRecord) -> bool:
+    """The training loss falls epoch after epoch, if slowly: the optimizer moves, too little."""
+    loss = finite(r.loss for r in run.metrics.history)
+    if len(loss) < 3:
+        return False
+    drops = loss[1:] < loss[:-1]
+    return float(drops.mean()) >= FALLING_SHARE and loss[-1] < loss[0] * (1 - FALLING_DROP)
 
 
 def diverged(study: Study) -> Symptom | None:
@@ -169,7 +185,7 @@ def diverged(study: Study) -> Symptom | None:
         title=f"Training diverges: {base.diverged} of {base.seeds} seeds",
         statement=statement,
         evidence=evidence,
-        stake=share * (1.0 - (base.test_accuracy.mean or 0.0) * (1 - share)),
+        stake=1.0 - (1 - share) * (base.test_accuracy.mean or 0.0),
     )
 
 
@@ -413,7 +429,7 @@ def recalls(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     return np.nanmean(np.asarray(per_seed), axis=0), totals / max(totals.sum(), 1.0)
 
 
-def class_symptoms(study: Study, runs: list[RunRecord]) -> list[Symptom]:
+def class_symptoms(study: Study, runs: list[RunRecord], collapse: bool = True) -> list[Symptom]:
     """Classes the model rarely or never predicts correctly and, when the training data is
     imbalanced, the accuracy the minority classes lose."""
     recall, share = recalls(runs)
@@ -463,7 +479,7 @@ def class_symptoms(study: Study, runs: list[RunRecord]) -> list[Symptom]:
                 stake=stake,
             )
         )
-    rest = [(k, ref) for k, ref in collapsed if k not in minority]
+    rest = [(k, ref) for k, ref in collapsed if k not in minority and collapse]
     if rest:
         stake = float(sum(share[k] * (ref - recall[k]) for k, ref in rest))
         listed = ", ".join(f"{names[k]!r} ({pct(float(recall[k]))})" for k, _ in rest[:5])

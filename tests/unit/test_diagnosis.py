@@ -371,3 +371,56 @@ def test_two_fixes_combine_into_an_untested_recommendation_and_a_confirming_next
     spec = yaml.safe_load(files["next-study.yaml"])
     assert spec["optimizer"]["learning_rate"] == 0.0001
     assert any(f["name"] == "original baseline" for f in spec["ablation"]["factors"])
+
+
+# What an engineer reads at a glance when nothing tested repairs the baseline
+
+
+def _with(section: str, **values) -> dict:
+    base = make_study({"baseline": {}}).spec
+    base = {k: base[k] for k in ("dataset", "model", "optimizer", "training")}
+    base[section] = {**base[section], **values}
+    return base
+
+
+def test_learning_nothing_at_an_absurd_adam_rate_is_a_rate_too_high():
+    summary = summarize({"baseline": CHANCE}, seeds=3, base=_with("optimizer", learning_rate=0.5))
+    assert causes(summary) == ["learning_rate_too_high"]
+    assert summary.causes[0].symptoms == ["learned_nothing"]
+    assert all(f.changes["optimizer.learning_rate"] < 0.5 for f in summary.causes[0].try_next)
+
+
+def test_learning_nothing_at_a_tiny_rate_is_a_rate_too_low():
+    summary = summarize({"baseline": CHANCE}, seeds=3, base=_with("optimizer", learning_rate=1e-6))
+    assert causes(summary) == ["learning_rate_too_low"]
+    assert all(f.changes["optimizer.learning_rate"] > 1e-6 for f in summary.causes[0].try_next)
+
+
+def test_a_loss_that_falls_slowly_at_chance_accuracy_is_a_rate_too_low():
+    crawling = {"test_accuracy": 0.10, "sd": 0.0, "gap": 0.07, "gap_sd": 0.0, "curve": "rising"}
+    summary = summarize({"baseline": crawling}, seeds=3)
+    assert causes(summary) == ["learning_rate_too_low"]
+    assert summary.symptoms[0].evidence["loss_falling_slowly"] is True
+
+
+def test_a_flat_loss_at_chance_with_a_sane_rate_stays_learned_nothing():
+    summary = summarize({"baseline": CHANCE}, seeds=3)
+    assert causes(summary) == ["learned_nothing"]
+
+
+def test_a_network_that_predicts_the_majority_class_of_imbalanced_data_is_class_imbalance():
+    facts = clean_facts(train_class_counts=[1000] + [20] * 9)
+    summary = summarize({"baseline": {**CHANCE, "class_recall": {0: 1.0}, "wrong_as": 0}}, seeds=3, dataset=facts)
+    assert causes(summary)[0] == "class_imbalance"
+    assert summary.causes[0].symptoms[0] == "learned_nothing"
+
+
+def test_a_network_at_chance_on_imbalanced_data_that_predicts_every_class_is_learned_nothing():
+    facts = clean_facts(train_class_counts=[1000] + [20] * 9)
+    summary = summarize({"baseline": CHANCE}, seeds=3, dataset=facts)
+    assert causes(summary)[0] == "learned_nothing"
+
+
+def test_a_moderate_gap_alone_is_a_symptom_not_a_cause():
+    summary = summarize({"baseline": {"test_accuracy": 0.92, "gap": 0.08, "sd": 0.003}}, seeds=10)
+    assert "overfitting" in symptoms(summary) and summary.causes == []

@@ -46,3 +46,20 @@ IMBALANCE_RATIO = 3.0
 """A class with this many times fewer training samples than the largest is a minority class."""
 UNSCALED_MAX = 1.5
 """Raw inputs above this, fed with scale 'none', count as unscaled (e.g. 0..255 pixels)."""
+MIN_SYMPTOM_STAKE = 0.02
+"""A symptom with no fix that helps is claimed as a cause only when it puts at least 2 points
+of test accuracy at stake (training that fails outright is always claimed)."""
+TYPICAL_RATES = {
+    "adam": (1e-4, 1e-2),
+    "adamw": (1e-4, 1e-2),
+    "rmsprop": (1e-4, 1e-2),
+    "sgd": (1e-3, 0.3),
+}
+"""Learning rates an engineer would call sane per optimizer. A baseline that learns nothing at a
+rate more than RATE_MARGIN times outside this range, with no tested fix, is called too high or
+too low at a glance."""
+RATE_MARGIN = 3.0
+FALLING_SHARE = 0.8
+FALLING_DROP = 0.02
+"""A training loss that falls in at least FALLING_SHARE of the epochs, by FALLING_DROP
+(relative) in all: training moves, slowly."""
