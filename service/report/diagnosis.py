@@ -57,6 +57,7 @@ CANDIDATES = {
         "few_updates",
         "too_few_epochs",
         "over_regularization",
+        "harmful_augmentation",
         "underfitting",
     ),
     "underfitting": (
@@ -66,6 +67,7 @@ CANDIDATES = {
         "learning_rate_too_high",
         "few_updates",
         "over_regularization",
+        "harmful_augmentation",
         "unscaled_input",
     ),
     "overfitting": ("overfitting",),

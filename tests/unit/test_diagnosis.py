@@ -424,3 +424,17 @@ def test_a_network_at_chance_on_imbalanced_data_that_predicts_every_class_is_lea
 def test_a_moderate_gap_alone_is_a_symptom_not_a_cause():
     summary = summarize({"baseline": {"test_accuracy": 0.92, "gap": 0.08, "sd": 0.003}}, seeds=10)
     assert "overfitting" in symptoms(summary) and summary.causes == []
+
+
+def test_an_augmentation_that_makes_the_model_underfit_is_the_harmful_augmentation():
+    base = _with("training")
+    base["augmentation"] = {"vertical_flip": True, "rotation": 0.5}
+    summary = summarize(
+        {
+            "baseline": {"test_accuracy": 0.60, "gap": -0.05},
+            "no augmentation": {"overrides": {"augmentation": {}}, "test_accuracy": 0.95},
+        },
+        base=base,
+    )
+    assert causes(summary) == ["harmful_augmentation"]
+    assert summary.causes[0].symptoms == ["underfitting"]
