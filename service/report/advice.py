@@ -62,8 +62,9 @@ def cause_title(rule: str, best: Contrast | None, symptoms: list[Symptom]) -> st
         return f"{head}: {best.name} gains {points(best.delta)}" + (f" ({seen[0]})" if seen else "")
     if symptoms:
         detail = symptoms[0].title
-        if detail.lower().startswith(head.lower().split(" (")[0] + ":"):
-            detail = detail.split(": ", 1)[1]  # "Overfitting: a 30-point gap" under "Overfitting"
+        label, _, rest = detail.partition(": ")
+        if rest and label.lower() in head.lower():
+            detail = rest  # "Overfitting: a 30-point gap" under the head "Overfitting"
         return f"{head}: {detail[:1].lower()}{detail[1:]}"
     return head
 
