@@ -4,14 +4,17 @@ bare `model.fit`.
 Made to run on a GPU machine as one bounded script, with no Redis and no downloads. For each K,
 K training processes are spawned as `ablate worker --runs-per-gpu K` would start its pool: pinned
 to the GPU (CUDA_VISIBLE_DEVICES), with the same per-process memory cap (ABLATE_GPU_MEMORY_MB
-from `workers.gpus`: memory growth for K=1, 90% of the GPU shared out for K>1), each importing
-TensorFlow and training one warm-up run before the clock starts. Then K x --runs-per-process runs
-of the demo CNN (the baseline of examples/seed-study.yaml) on a synthetic 28x28 dataset go
+from `workers.gpus`: memory growth for K=1, (total - K x context overhead) / K for K>1), each
+importing TensorFlow and training one warm-up run before the clock starts. Then K x
+--runs-per-process runs of the demo CNN (the baseline of examples/seed-study.yaml) on each
+--cells dataset (tiny: synthetic 28x28x1, 4k samples; heavy: 32x32x3, 20k samples, where the GPU
+and not the CPU's Python does most of the work, so the ratio measures GPU sharing) go
 through `workers.runner.run` on a LocalStore, the processes taking runs as they free up (as
 Celery's pool does); runs per hour = runs / wall time. Each K is timed with mixed precision and
 XLA off, and on (`training.mixed_precision: true`, `training.jit_compile: true`). The GPU memory
 of each run is its peak (`tf.config.experimental.get_memory_info`, reset at the start of every
-run, recorded by the runner in metrics.json).
+run, recorded by the runner in metrics.json). Each cell is timed --repeats times: the table
+gives the median runs per hour and the spread (lowest-highest), and the median seconds per run.
 
 Then, in one process: samples per second of the fit phase of `workers.runner.run` (checkpoints,
 status.json and the epoch callback included) vs a bare `model.fit` of the same model, data
@@ -44,13 +47,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKING_TARGET = 3.0
 RUNNER_TARGET = 0.95
 CONFIGS = {"off": {"mixed_precision": False, "jit_compile": False}, "on": {"mixed_precision": True, "jit_compile": True}}
+CELLS = {"tiny": {"image_size": 28, "channels": 1, "classes": 8}, "heavy": {"image_size": 32, "channels": 3, "classes": 8}}
+"""Datasets of the packing cells; samples per class: --samples-per-class (tiny), 2500 (heavy: 20k)."""
+HEAVY_SAMPLES_PER_CLASS = 2500
 
 
-def demo_spec(args: argparse.Namespace, config: str, seeds: list[int], epochs: int) -> dict:
+def demo_spec(args: argparse.Namespace, config: str, seeds: list[int], epochs: int, cell: str = "tiny") -> dict:
     spec = yaml.safe_load((ROOT / "examples" / "seed-study.yaml").read_text())
-    spec["name"] = f"gpu-packing-{config}"
-    spec["dataset"] = {"kind": "synthetic", "image_size": 28, "channels": 1, "classes": 8,
-                       "samples_per_class": args.samples_per_class}
+    spec["name"] = f"gpu-packing-{cell}-{config}"
+    per_class = args.samples_per_class if cell == "tiny" or args.quick else HEAVY_SAMPLES_PER_CLASS
+    spec["dataset"] = {"kind": "synthetic", **CELLS[cell], "samples_per_class": per_class}
     spec["training"].update(epochs=epochs, batch_size=args.batch_size, **CONFIGS[config])
     spec["ablation"] = {"strategy": "one_at_a_time", "factors": [], "seeds": seeds}
     return spec
@@ -171,7 +177,8 @@ def process_env(gpu, k: int) -> dict[str, str]:
 
 
 def packing_cell(args, gpu, k: int, configs: list[str], tmp: Path, seeds, deadline: float) -> list[dict]:
-    """K warmed-up processes; for each config, K x runs-per-process runs timed together."""
+    """K warmed-up processes; for each cell and config, K x runs-per-process runs timed together,
+    --repeats times."""
     env = process_env(gpu, k)
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(k)
@@ -187,27 +194,39 @@ def packing_cell(args, gpu, k: int, configs: list[str], tmp: Path, seeds, deadli
         if gpu.index >= 0 and any(device.startswith("CPU") for _, device in warmed):
             sys.exit("TensorFlow in the training processes sees no GPU although nvidia-smi lists one: "
                      "install TensorFlow's CUDA build (pip install 'tensorflow[and-cuda]')")
-        for config in configs:
-            if time.monotonic() > deadline:
-                rows.append({"k": k, "config": config, "skipped": True})
-                continue
-            runs = run_specs(demo_spec(args, config, [next(seeds) for _ in range(k * args.runs_per_process)], args.epochs))
-            store = str(tmp / f"k{k}-{config}")
-            clock = time.perf_counter()
-            results = list(pool.map(train_one, runs, [store] * len(runs)))
-            wall = time.perf_counter() - clock
-            peaks = [r["peak_mb"] for r in results if r["peak_mb"] is not None]
-            rows.append({
-                "k": k, "config": config, "runs": len(runs), "wall": wall, "runs_per_hour": 3600 * len(runs) / wall,
-                "startup": startup, "run_seconds": statistics.median(r["seconds"] for r in results),
-                "peak_mb": max(peaks) if peaks else None, "cap_mb": env.get("ABLATE_GPU_MEMORY_MB"),
-                "policy": results[0]["policy"], "xla": results[0]["xla"], "device": results[0]["device"],
-            })
-            print(f"  K={k} {config}: {len(runs)} runs in {wall:.1f} s ({rows[-1]['runs_per_hour']:.0f}/h), "
-                  f"policy {rows[-1]['policy']}, xla {rows[-1]['xla']}", flush=True)
+        for cell in args.cells:
+            for config in configs:
+                if time.monotonic() > deadline:
+                    rows.append({"k": k, "cell": cell, "config": config, "skipped": True})
+                    continue
+                rows.append(timed_cell(args, pool, k, cell, config, env, startup, tmp, seeds))
         if k == 1 and args.compare_repeats and time.monotonic() < deadline:
             rows.append(compare(args, pool, configs, tmp, seeds))
     return rows
+
+
+def timed_cell(args, pool, k: int, cell: str, config: str, env: dict, startup: float, tmp: Path, seeds) -> dict:
+    rates, seconds, results = [], [], []
+    for repeat in range(args.repeats):
+        runs = run_specs(demo_spec(args, config, [next(seeds) for _ in range(k * args.runs_per_process)], args.epochs, cell))
+        store = str(tmp / f"k{k}-{cell}-{config}-{repeat}")
+        clock = time.perf_counter()
+        done = list(pool.map(train_one, runs, [store] * len(runs)))
+        wall = time.perf_counter() - clock
+        rates.append(3600 * len(runs) / wall)
+        seconds += [r["seconds"] for r in done]
+        results += done
+    peaks = [r["peak_mb"] for r in results if r["peak_mb"] is not None]
+    row = {
+        "k": k, "cell": cell, "config": config, "runs": k * args.runs_per_process, "repeats": args.repeats,
+        "runs_per_hour": statistics.median(rates), "spread": [min(rates), max(rates)], "startup": startup,
+        "run_seconds": statistics.median(seconds), "run_seconds_spread": [min(seconds), max(seconds)],
+        "peak_mb": max(peaks) if peaks else None, "cap_mb": env.get("ABLATE_GPU_MEMORY_MB"),
+        "policy": results[0]["policy"], "xla": results[0]["xla"], "device": results[0]["device"],
+    }
+    print(f"  K={k} {cell} {config}: {row['runs_per_hour']:.0f} runs/h (median of {args.repeats}, "
+          f"{min(rates):.0f}-{max(rates):.0f}), policy {row['policy']}, xla {row['xla']}", flush=True)
+    return row
 
 
 def compare(args, pool, configs: list[str], tmp: Path, seeds) -> dict:
@@ -241,30 +260,35 @@ def train_samples(args) -> int:
 
 def print_tables(gpu, rows: list[dict], args) -> dict:
     cells = [row for row in rows if not row.get("compare")]
-    base = {row["config"]: row["runs_per_hour"] for row in cells if row["k"] == 1 and not row.get("skipped")}
     seen = sorted({row["device"] for row in cells if not row.get("skipped")})
     print(f"\ndevice: {gpu.name}" + (f" ({gpu.memory_mb} MiB)" if gpu.memory_mb else "")
           + f", TensorFlow sees: {', '.join(seen)}"
-          + f", {os.cpu_count()} CPUs; demo CNN on synthetic 28x28 ({args.samples_per_class} x 8 classes), "
-          f"{args.epochs} epochs, batch {args.batch_size}")
-    print("\n| runs per GPU (K) | mixed precision + XLA | runs | wall (s) | runs/hour | vs K=1 "
-          "| peak GPU memory per run (MiB) | memory cap per process (MiB) | policy, XLA as applied |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in sorted(cells, key=lambda r: (r["config"], r["k"])):
-        if row.get("skipped"):
-            print(f"| {row['k']} | {row['config']} | skipped (--budget-seconds) | | | | | | |")
-            continue
-        factor = row["runs_per_hour"] / base[row["config"]] if row["config"] in base else float("nan")
-        print(f"| {row['k']} | {row['config']} | {row['runs']} | {row['wall']:.1f} | {row['runs_per_hour']:.0f} "
-              f"| {factor:.2f}x | {row['peak_mb'] if row['peak_mb'] is not None else 'n/a'} "
-              f"| {row['cap_mb'] or 'growth' if gpu.index >= 0 else 'n/a'} | {row['policy']}, xla {row['xla']} |")
-    summary = {}
-    for config in CONFIGS:
-        top = [r for r in cells if r["config"] == config and r["k"] == max(args.ks) and not r.get("skipped")]
-        if top and config in base:
-            summary[config] = top[0]["runs_per_hour"] / base[config]
-            print(f"\nK={max(args.ks)} vs K=1, mixed precision + XLA {config}: {summary[config]:.2f}x runs/hour "
-                  f"(target on one H100: K=8 >= {PACKING_TARGET:.0f}x)")
+          + f", {os.cpu_count()} CPUs; demo CNN, {args.epochs} epochs, batch {args.batch_size}, "
+          f"{args.repeats} timing(s) per cell")
+    summary: dict[str, dict[str, float]] = {}
+    for cell in args.cells:
+        mine = [row for row in cells if row["cell"] == cell]
+        base = {row["config"]: row["runs_per_hour"] for row in mine if row["k"] == 1 and not row.get("skipped")}
+        size = CELLS[cell]
+        print(f"\ncell {cell}: synthetic {size['image_size']}x{size['image_size']}x{size['channels']}")
+        print("\n| runs per GPU (K) | mixed precision + XLA | runs | runs/hour (median) | spread | vs K=1 "
+              "| s per run (median) | peak GPU memory per run (MiB) | memory cap per process (MiB) | policy, XLA as applied |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for row in sorted(mine, key=lambda r: (r["config"], r["k"])):
+            if row.get("skipped"):
+                print(f"| {row['k']} | {row['config']} | skipped (--budget-seconds) | | | | | | | |")
+                continue
+            factor = row["runs_per_hour"] / base[row["config"]] if row["config"] in base else float("nan")
+            low, high = row["spread"]
+            print(f"| {row['k']} | {row['config']} | {row['runs']} | {row['runs_per_hour']:.0f} | {low:.0f}-{high:.0f} "
+                  f"| {factor:.2f}x | {row['run_seconds']:.1f} | {row['peak_mb'] if row['peak_mb'] is not None else 'n/a'} "
+                  f"| {row['cap_mb'] or 'growth' if gpu.index >= 0 else 'n/a'} | {row['policy']}, xla {row['xla']} |")
+        for config in CONFIGS:
+            top = [r for r in mine if r["config"] == config and r["k"] == max(args.ks) and not r.get("skipped")]
+            if top and config in base:
+                summary.setdefault(cell, {})[config] = top[0]["runs_per_hour"] / base[config]
+                print(f"\n{cell}: K={max(args.ks)} vs K=1, mixed precision + XLA {config}: "
+                      f"{summary[cell][config]:.2f}x runs/hour (target on one H100: K=8 >= {PACKING_TARGET:.0f}x)")
     comparison = next((row for row in rows if row.get("compare")), None)
     if comparison:
         print(f"\n| side | fit samples/s (median of {args.compare_repeats}) |\n|---|---|")
@@ -279,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", default="0", help="the GPU index to pack (nvidia-smi's numbering)")
     parser.add_argument("--ks", default="1,8,4,2", help="runs per GPU to time, in this order")
     parser.add_argument("--configs", default="off,on", help="mixed precision + XLA: off, on or both")
+    parser.add_argument("--cells", default="tiny", help="datasets to pack: tiny, heavy or both (tiny,heavy)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per cell (median and spread)")
     parser.add_argument("--runs-per-process", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples-per-class", type=int, default=500)
@@ -293,9 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.ks, args.runs_per_process, args.epochs, args.samples_per_class = "1,2", 1, 1, 20
-        args.compare_epochs, args.compare_repeats = 1, 1
+        args.compare_epochs, args.compare_repeats, args.repeats = 1, 1, 1
     args.ks = [int(k) for k in args.ks.split(",")]
     configs = [c for c in args.configs.split(",") if c in CONFIGS]
+    args.cells = [c for c in args.cells.split(",") if c in CELLS] or ["tiny"]
 
     gpu = detect(args)
     started = time.monotonic()
@@ -309,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         for k in args.ks:
             # A cell that would not end within the budget (judged by the one before) is skipped.
             if time.monotonic() + last > deadline:
-                rows += [{"k": k, "config": config, "skipped": True} for config in configs]
+                rows += [{"k": k, "cell": cell, "config": config, "skipped": True} for cell in args.cells for config in configs]
                 continue
             cell_started = time.monotonic()
             rows += packing_cell(args, gpu, k, configs, Path(tmp), seeds, deadline)

@@ -736,6 +736,17 @@ def test_worker_runs_locked_down_and_writes_only_to_its_volumes(deployment, work
         assert any(path == mount or path.startswith(mount.rstrip("/") + "/") for mount in writable), path
 
 
+def test_the_cuda_jit_cache_outlives_the_pod(deployment, worker):
+    pod = deployment["spec"]["template"]["spec"]
+    cache = next(line.split("=", 1)[1].split()[0] for line in dockerfile().splitlines() if "CUDA_CACHE_PATH=" in line)
+    (mount,) = [m for m in worker["volumeMounts"] if m["mountPath"] == cache]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    (pvc,) = [doc for doc in documents(K8S / "cuda-cache.yaml") if doc["kind"] == "PersistentVolumeClaim"]
+    assert pvc["metadata"]["name"] == claim and pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # every pod
+    assert not mount.get("readOnly")
+
+
 def restricted_violations(pod: dict) -> list[str]:
     """What the "restricted" Pod Security Standard refuses in a pod spec."""
     problems = []
