@@ -343,6 +343,14 @@ def _inconclusive_text(c: Contrast, needed: int | None, seeds: int, level: float
         f"{p_text(comparison.p_adjusted)}): no gain larger than {max(0.0, comparison.ci_high) * 100:.1f} "
         f"points and no loss larger than {max(0.0, -comparison.ci_low) * 100:.1f} points"
     )
+    if comparison.ci_high <= 0 or comparison.ci_low >= 0:
+        sign = "loss" if comparison.ci_high <= 0 else "gain"
+        low, high = sorted(abs(v) * 100 for v in (comparison.ci_low, comparison.ci_high))
+        return (
+            f"{head} ({p_text(comparison.p_adjusted)}): a {sign} of {low:.1f} to {high:.1f} points "
+            "by its own interval, but not significant once adjusted for the study's "
+            f"comparisons; about {needed or 'more'} seeds per variant would settle it."
+        )
     if abs(comparison.delta) < MIN_GAIN and comparison.ci_high < MIN_GAIN:
         return f"{head}{bounds}; whatever effect it has is too small to matter."
     if needed is None:

@@ -150,7 +150,8 @@ def _card(rank: int | None, item: Item) -> str:
     )
     evidence = f'<table class="evidence">{rows}</table>' if rows else ""
     code = "".join(
-        f'<p class="caption">{escape(caption)}</p><pre><code>{escape(text)}</code></pre>'
+        (f'<p class="caption">{escape(caption)}</p>' if caption else "")
+        + f"<pre><code>{escape(text)}</code></pre>"
         for caption, text in item.code
         if text
     )

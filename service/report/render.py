@@ -88,7 +88,8 @@ def _md_section(section: Section) -> list[str]:
         lines.append(f"{bullet} **{_md(item.title)}**{badge}{text}")
         for caption, text in item.code:
             if text:
-                lines += ["", f"   {_md(caption)}:", "", "   ```yaml"]
+                lines += ["", f"   {_md(caption)}:"] if caption else []
+                lines += ["", "   ```yaml"]
                 lines += [f"   {line}" for line in text.splitlines()] + ["   ```", ""]
         if item.rows:
             lines.append("   " + "; ".join(f"{_md(k)}: {_md(v)}" for k, v in item.rows))

@@ -68,7 +68,10 @@ def _cause(cause: Cause) -> Item:
     code = []
     if cause.fix is not None:
         code.append((f"The fix, measured ({cause.fix.variant})", cause.fix.spec))
-    code += [("To try (untested)", fix.spec) for fix in cause.try_next]
+    code += [
+        ("To try (untested; alternatives)" if index == 0 else "", fix.spec)
+        for index, fix in enumerate(cause.try_next)
+    ]
     rows = [("accuracy at stake" if cause.fix is None else "gain", points(cause.gain))]
     if cause.fix is not None and cause.fix.ci_low is not None:
         rows.append(("95% CI", f"{points(cause.fix.ci_low)} to {points(cause.fix.ci_high)}"))

@@ -39,7 +39,11 @@ def _value(value: Any) -> str:
 
 
 def describe(changed: dict[str, Change], limit: int = 3) -> str:
-    """'optimizer.learning_rate 0.001 -> 0.0003'; many paths collapse to their sections."""
+    """'optimizer.learning_rate 0.001 -> 0.0003'; many paths collapse to their sections. A path
+    the baseline lacks that the variant sets to an empty default (a schedule's alpha 0 beside
+    its name) is left out when something else changed."""
+    meaningful = {p: c for p, c in changed.items() if not (c[0] is None and not c[1])}
+    changed = meaningful or changed
     if len(changed) <= limit:
         return ", ".join(
             f"{path} {_value(old)} -> {_value(new)}" for path, (old, new) in changed.items()
