@@ -241,6 +241,9 @@ def worker(
                 + (f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
                 + "); use --concurrency on a CPU worker, or --gpus none"
             )
+    if not gpu_child:
+        # The pool processes size their thread pools to their share of the cores (workers.cpus).
+        os.environ["ABLATE_TRAINING_PROCESSES"] = str(concurrency or 1)
     try:
         from workers.app import app
     except ImportError as exc:

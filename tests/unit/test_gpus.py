@@ -296,3 +296,10 @@ def test_each_local_training_process_takes_the_next_placement():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["0 9000", "1 None", "0 9000"]
+
+
+def test_a_cpu_worker_tells_its_pool_processes_how_many_share_the_cores(tmp_path, invoke_worker, monkeypatch):
+    monkeypatch.setenv("ABLATE_TRAINING_PROCESSES", "unset")  # restored after the test
+    started = invoke_worker(["--gpus", "none", "--concurrency", "3"], str(tmp_path))
+    assert str(started.exception) == "a worker was started, CUDA_VISIBLE_DEVICES=-1"
+    assert os.environ["ABLATE_TRAINING_PROCESSES"] == "3"
