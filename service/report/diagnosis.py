@@ -46,6 +46,8 @@ from service.report.stats import (
 from service.report.symptoms import read_symptoms
 from service.report.wording import describe, p_text, points
 
+PRACTICAL_SEEDS = 100
+"""Seeds per variant beyond which the report says an effect is too small to chase."""
 TRAINING_TROUBLE = ("learned_nothing", "diverged")
 """Symptoms of a baseline that does not train at all: whichever fix makes it train is the
 cause, and without one the learning rate is the first suspect."""
@@ -353,7 +355,7 @@ def _inconclusive_text(c: Contrast, needed: int | None, seeds: int, level: float
         )
     if abs(comparison.delta) < MIN_GAIN and comparison.ci_high < MIN_GAIN:
         return f"{head}{bounds}; whatever effect it has is too small to matter."
-    if needed is None:
+    if needed is None or needed > PRACTICAL_SEEDS:
         return f"{head}{bounds}; the effect is too small for any practical number of seeds."
     if needed <= seeds:
         return (

@@ -72,7 +72,11 @@ def _cause(cause: Cause) -> Item:
         ("To try (untested; alternatives)" if index == 0 else "", fix.spec)
         for index, fix in enumerate(cause.try_next)
     ]
-    rows = [("accuracy at stake" if cause.fix is None else "gain", points(cause.gain))]
+    rows = []
+    if cause.fix is not None:
+        rows.append(("gain, measured", points(cause.fix.delta or 0.0)))
+    if cause.fix is None or cause.gain > (cause.fix.delta or 0.0):
+        rows.append(("accuracy at stake", points(cause.gain)))
     if cause.fix is not None and cause.fix.ci_low is not None:
         rows.append(("95% CI", f"{points(cause.fix.ci_low)} to {points(cause.fix.ci_high)}"))
         rows.append(("p (BH-adjusted)", number(cause.fix.p_adjusted)))
