@@ -8,9 +8,9 @@ rendered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from service.records import RunMetrics, RunStatus
 
@@ -73,6 +73,20 @@ class StudyData:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def plain(value: Any) -> Any:
+    """Evidence as JSON-ready Python values (numpy scalars and arrays become numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return value
+
+
+Evidence = Annotated[dict[str, Any], BeforeValidator(plain)]
 
 
 class MetricStats(_Model):
@@ -186,7 +200,7 @@ class Symptom(_Model):
     rule: SymptomRule
     title: str
     statement: str
-    evidence: dict[str, Any]
+    evidence: Evidence
     stake: float
     """Test accuracy at stake (a fraction), on the scale fixes are ranked on: e.g. the
     minority classes' share of the test set times their recall deficit."""
@@ -228,7 +242,7 @@ class Cause(_Model):
     advice: str
     """What to change, in a sentence, including what lies outside the spec."""
     symptoms: list[str]
-    evidence: dict[str, Any]
+    evidence: Evidence
     variants: list[str]
     run_ids: list[str]
 
@@ -241,7 +255,7 @@ class Finding(_Model):
     title: str
     kind: Literal["hurts", "data"]
     statement: str
-    evidence: dict[str, Any]
+    evidence: Evidence
     variants: list[str]
     run_ids: list[str]
     magnitude: float

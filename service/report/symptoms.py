@@ -517,7 +517,10 @@ def unscaled_input(study: Study, found: list[Symptom]) -> Symptom | None:
     trouble = [
         s for s in found if s.rule in ("learned_nothing", "diverged", "underfitting", "oscillating_loss")
     ]
-    stake = max((s.stake for s in trouble), default=0.0)
+    train = study.baseline.train_accuracy.mean
+    stake = 0.0
+    if trouble:  # what training unscaled inputs costs: at least the training set it cannot fit
+        stake = max(max(s.stake for s in trouble), 1.0 - train if train is not None else 0.0)
     evidence: dict[str, Any] = {
         "raw_min": facts.raw_min,
         "raw_max": facts.raw_max,

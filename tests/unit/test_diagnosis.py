@@ -438,3 +438,11 @@ def test_an_augmentation_that_makes_the_model_underfit_is_the_harmful_augmentati
     )
     assert causes(summary) == ["harmful_augmentation"]
     assert summary.causes[0].symptoms == ["underfitting"]
+
+
+def test_unscaled_input_with_an_oscillating_loss_is_the_cause_even_above_90_percent_training():
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.89, "gap": 0.02, "loss": "oscillating"}},
+        dataset=clean_facts(scale="none", raw_max=4000.0),
+    )
+    assert causes(summary) == ["unscaled_input"] and summary.causes[0].gain > 0.05
