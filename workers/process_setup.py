@@ -54,7 +54,8 @@ def configure_process(env: dict[str, str] | None = None) -> dict[str, Any]:
         raise GpuUnavailable(
             f"{expected}, but TensorFlow {tf.__version__} lists no GPU: {why_no_gpu(load_error)}. "
             "Refusing to train on the CPU; fix the GPU set-up (bench/gpu_check.py says what is "
-            "missing), or start the worker with --gpus none"
+            "missing), or hide the GPUs to train on the CPU (ablate worker --gpus none, "
+            "CUDA_VISIBLE_DEVICES=-1)"
         )
     setup.update(configure_memory(gpus, get_settings().gpu_memory_mb))
     _done = setup
