@@ -57,8 +57,10 @@ def child_preflight(_: dict) -> dict:
     details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
     wheels = {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"].startswith("nvidia-")}
     pinned = {}
-    constraints = ROOT / "infra" / "constraints-cuda.txt"
-    if constraints.exists():
+    # In the repository, or where the Dockerfile copies it (/app in the image).
+    constraints = next((path for path in (ROOT / "infra" / "constraints-cuda.txt", ROOT / "constraints-cuda.txt")
+                        if path.exists()), None)
+    if constraints is not None:
         for line in constraints.read_text().splitlines():
             if "==" in line and not line.startswith("#"):
                 name, version = line.split("==")

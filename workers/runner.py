@@ -261,6 +261,7 @@ def _train(
         status.state = "diverged"
         status.diverged_epoch = recorder.diverged_epoch
         status.error = f"loss became NaN or infinite at epoch {recorder.diverged_epoch}"
+        _record_memory(status)
         write_status(store, status)
         bound.warning("run diverged", epoch=recorder.diverged_epoch)
         return RunResult(run_spec.run_id, "diverged", False, None, recorder.diverged_epoch, status.error)
