@@ -127,7 +127,16 @@ def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) ->
         tested = remedies(study, symptom.rule, fair)
         if tested and not any(c in fixes for c in tested) and all(_no_gain(c) for c in tested):
             symptom.refuted_by = [c.name for c in tested]
-    causes = _causes(study, symptoms, fixes)
+    promising = [
+        c
+        for c in fair
+        if not c.significant
+        and c.delta >= MIN_GAIN
+        and c.stats.vs_baseline is not None
+        and c.stats.vs_baseline.p_value is not None
+        and c.stats.vs_baseline.p_value < alpha
+    ]
+    causes = _causes(study, symptoms, fixes, promising)
     return Diagnosis(
         causes=causes,
         symptoms=symptoms,
@@ -155,10 +164,17 @@ def _no_gain(c: Contrast) -> bool:
 # Causes
 
 
-def _causes(study: Study, symptoms: list[Symptom], fixes: list[Contrast]) -> list[Cause]:
+def _causes(
+    study: Study, symptoms: list[Symptom], fixes: list[Contrast], promising: list[Contrast]
+) -> list[Cause]:
+    """Symptoms attached to the fixes that repair them. A symptom established on its own
+    evidence with no significant fix among its candidates is attributed to a promising one
+    (significant before the study-wide adjustment, not after), which its cause then asks to
+    confirm; a promising change alone is never a cause."""
     by_rule: dict[str, list[Contrast]] = {}
     for c in fixes:
         by_rule.setdefault(fix_rule(study, c), []).append(c)
+    hopeful: dict[str, Contrast] = {}
     present = {s.rule for s in symptoms if not s.refuted_by}
     claimed: dict[str, list[Symptom]] = {}
     for symptom in symptoms:
@@ -178,8 +194,13 @@ def _causes(study: Study, symptoms: list[Symptom], fixes: list[Contrast]) -> lis
         ):
             explained_by.insert(0, "class_imbalance")
         fixed = [r for r in CANDIDATES.get(symptom.rule, ()) if r in by_rule]
+        hopes = [c for c in promising if fix_rule(study, c) in CANDIDATES.get(symptom.rule, ())]
         if fixed:
             rule = max(fixed, key=lambda r: max(c.delta for c in by_rule[r]))
+        elif hopes and not explained_by:
+            best = max(hopes, key=lambda c: c.delta)
+            rule = fix_rule(study, best)
+            hopeful[rule] = best
         elif explained_by:
             rule = FALLBACK[explained_by[0]]
         else:
@@ -187,7 +208,9 @@ def _causes(study: Study, symptoms: list[Symptom], fixes: list[Contrast]) -> lis
         claimed.setdefault(rule, []).append(symptom)
     causes = []
     for rule in dict.fromkeys([*claimed, *by_rule]):
-        causes.append(_cause(study, rule, by_rule.get(rule, []), claimed.get(rule, [])))
+        causes.append(
+            _cause(study, rule, by_rule.get(rule, []), claimed.get(rule, []), hopeful.get(rule))
+        )
     causes.sort(key=lambda cause: -cause.gain)
     return causes
 
@@ -222,7 +245,13 @@ def _at_a_glance(study: Study, symptom: Symptom) -> str | None:
     return None
 
 
-def _cause(study: Study, rule: str, fixes: list[Contrast], symptoms: list[Symptom]) -> Cause:
+def _cause(
+    study: Study,
+    rule: str,
+    fixes: list[Contrast],
+    symptoms: list[Symptom],
+    hopeful: Contrast | None = None,
+) -> Cause:
     fixes = sorted(fixes, key=lambda c: -c.delta)
     best = fixes[0] if fixes else None
     stake = max((s.stake for s in symptoms), default=0.0)
@@ -237,6 +266,9 @@ def _cause(study: Study, rule: str, fixes: list[Contrast], symptoms: list[Sympto
             evidence["also"] = [effect(study, c) for c in fixes[1:]]
     fix = fix_of(study, best) if best else None
     try_next = suggestions(study, rule) if best is None or at_edge(study, rule, best) else []
+    if hopeful is not None:
+        try_next = [fix_of(study, hopeful, confirmed=False), *try_next]
+        evidence["promising"] = effect(study, hopeful)
     sentences = [s.statement for s in symptoms]
     if best is not None:
         comparison = best.stats.vs_baseline
@@ -245,10 +277,21 @@ def _cause(study: Study, rule: str, fixes: list[Contrast], symptoms: list[Sympto
             f"{points(best.delta)} (95% CI {comparison.ci_low * 100:+.1f} to "
             f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)})."
         )
+    if hopeful is not None:
+        comparison = hopeful.stats.vs_baseline
+        sentences.append(
+            f"{hopeful.name} ({describe(hopeful.changes)}) looks like the fix: "
+            f"{points(hopeful.delta)} ({p_text(comparison.p_value)} on its own, "
+            f"{p_text(comparison.p_adjusted)} adjusted for the study's comparisons): promising, "
+            "not yet significant; confirm it with more seeds."
+        )
     records = [study.baseline_record] + [c.record for c in fixes]
+    title = cause_title(rule, best, symptoms)
+    if hopeful is not None:
+        title += f"; {hopeful.name} looks like the fix ({points(hopeful.delta)}, to confirm)"
     return Cause(
         rule=rule,
-        title=cause_title(rule, best, symptoms),
+        title=title,
         statement=" ".join(sentences),
         basis=basis,
         gain=gain,

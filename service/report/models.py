@@ -222,6 +222,9 @@ class Fix(_Model):
     ci_low: float | None = None
     ci_high: float | None = None
     p_adjusted: float | None = None
+    confirmed: bool = True
+    """False for a change measured as promising but not significant after the adjustment: it
+    is to be confirmed (it is in the next study, not in the recommendation)."""
 
 
 class Cause(_Model):

@@ -41,9 +41,10 @@ def fragment(paths: list[str], config: dict[str, Any]) -> str:
     return yaml.safe_dump(nested, sort_keys=False, default_flow_style=None).strip() if nested else ""
 
 
-def fix_of(study: Study, c: Contrast) -> Fix:
+def fix_of(study: Study, c: Contrast, confirmed: bool = True) -> Fix:
     comparison = c.stats.vs_baseline
     return Fix(
+        confirmed=confirmed,
         variant=c.name,
         changes={path: new for path, (_, new) in c.changes.items()},
         spec=fragment(list(c.changes), c.config),
@@ -236,7 +237,9 @@ def _next_study(
     if recommended:
         original = {path: flatten_value(study.config, path) for path in recommended}
         factors.append({"name": "original baseline", "values": [original], "labels": ["original baseline"]})
-    seeds = max(3, len(study.baseline_record.runs))
+    # Fresh seeds, so the next study confirms on runs this one did not see.
+    first = max((run.seed for run in study.baseline_record.runs), default=-1) + 1
+    seeds = list(range(first, first + max(3, len(study.baseline_record.runs))))
     name = f"{str(spec.get('name', 'study'))[:56]}-next"
     document = {
         "name": name,
