@@ -447,3 +447,35 @@ def test_unscaled_input_with_an_oscillating_loss_is_the_cause_even_above_90_perc
         dataset=clean_facts(scale="none", raw_max=4000.0),
     )
     assert causes(summary) == ["unscaled_input"] and summary.causes[0].gain > 0.05
+
+
+def test_a_promising_fix_not_yet_significant_names_the_cause_of_a_symptom_and_asks_to_confirm():
+    base = _with("model", dropout=0.9)
+    summary = summarize(
+        {
+            "baseline": {**CHANCE, "sd": 0.0},
+            "no dropout": {"overrides": {"model.dropout": 0.0}, "test_accuracy": 0.6, "sd": 0.25},
+            **{f"noise {i}": {"overrides": {"model.dense.0": 64 + i}, **CHANCE} for i in range(1, 9)},
+        },
+        seeds=3,
+        base=base,
+        rng_seed=1,
+    )
+    comparison = summary.variants[1].vs_baseline
+    assert comparison.p_value < 0.05 and not comparison.significant
+    top = summary.causes[0]
+    assert top.rule == "over_regularization" and top.fix is None
+    assert top.try_next[0].variant == "no dropout" and not top.try_next[0].confirmed
+    assert "to confirm" in top.title and summary.next_steps.recommended == {}
+
+
+def test_a_promising_change_alone_is_never_a_cause():
+    summary = summarize(
+        {
+            "baseline": {"test_accuracy": 0.95, "sd": 0.0},
+            "gelu": {"overrides": {"model.dense_activation": "gelu"}, "test_accuracy": 0.985, "sd": 0.01},
+            **{f"noise {i}": {"overrides": {"model.dense.0": 64 + i}, "test_accuracy": 0.95} for i in range(1, 9)},
+        },
+        seeds=3,
+    )
+    assert summary.causes == []
