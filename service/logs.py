@@ -8,12 +8,12 @@ are replaced by *** in every structlog event and every standard-library log reco
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import re
 import sys
 import traceback
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import structlog
 
@@ -27,22 +27,73 @@ _SECRET_VARIABLES = (
     "AWS_SECURITY_TOKEN",
     "AWS_ACCESS_KEY_ID",
 )
+_URL_VARIABLES = ("ABLATE_BROKER_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 REDACTED = "***"
+# Query parameters that carry credentials in the URLs of Redis, S3 (presigned) and the rest.
+_SECRET_PARAMETER = re.compile(
+    r"pass|pwd|secret|token|key|signature|credential|auth|sig$|session", re.IGNORECASE
+)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def url_secrets(url: str) -> set[str]:
+    """The credentials a URL carries: its userinfo password (or a user-only token) and the
+    values of secret-looking query parameters, as written and decoded."""
+    try:
+        parts = urlsplit(url)
+        found = {parts.password or ""} if parts.password else {parts.username or ""}
+        if "@" not in parts.netloc:
+            found = set()
+        found |= {value for name, value in parse_qsl(parts.query) if _SECRET_PARAMETER.search(name)}
+    except ValueError:
+        return set()
+    return found | {unquote(value) for value in found}
+
+
+def redact_url(url: str) -> str:
+    """`url` with every credential replaced by ***: the userinfo's password (a user with no
+    password may be a token: it goes too) and secret-looking query parameters."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        secret_query = any(_SECRET_PARAMETER.search(name) for name, _ in parse_qsl(parts.query))
+        if "@" not in netloc and not secret_query:
+            return url  # nothing to hide: the URL exactly as written
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, has_password, _ = userinfo.partition(":")
+            netloc = f"{user}:{REDACTED}@{host}" if has_password else f"{REDACTED}@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(name, REDACTED if _SECRET_PARAMETER.search(name) else value) for name, value in pairs],
+                safe="*",
+            )
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:  # not parseable as a URL: say nothing of what it held
+        return f"{url.split('://', 1)[0]}://{REDACTED}"
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text`, redacted (`redact_url`)."""
+    if "://" not in text:
+        return text
+    return _URL.sub(lambda match: redact_url(match.group()), text)
 
 
 def known_secrets() -> list[str]:
     """The secret values this process was given (longest first), from its environment."""
     values = {os.environ.get(name, "") for name in _SECRET_VARIABLES}
-    with contextlib.suppress(ValueError):
-        password = urlsplit(os.environ.get("ABLATE_BROKER_URL", "")).password or ""
-        values.update({password, unquote(password)})
+    for name in _URL_VARIABLES:
+        values |= url_secrets(os.environ.get(name, ""))
     return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
 
 def redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, REDACTED)
-    return text
+    return redact_urls(text)
 
 
 def _redact_value(value, secrets: list[str]):
@@ -57,7 +108,7 @@ def _redact_value(value, secrets: list[str]):
 
 def _structlog_redactor(secrets: list[str]):
     def processor(_logger, _name, event_dict):
-        return {key: _redact_value(value, secrets) for key, value in event_dict.items()} if secrets else event_dict
+        return {key: _redact_value(value, secrets) for key, value in event_dict.items()}
 
     return processor
 
@@ -70,19 +121,19 @@ def _install_record_redaction(secrets: list[str]) -> None:
 
     def factory(*args, **kwargs):
         record = base(*args, **kwargs)
-        if secrets:
-            try:
-                message = record.getMessage()
-            except Exception:  # a bad format string: leave it to the handler's error path
-                return record
-            cleaned = redact(message, secrets)
-            if cleaned != message:
-                record.msg, record.args = cleaned, ()
-            if record.exc_info and record.exc_info[1] is not None:
-                text = "".join(traceback.format_exception(*record.exc_info))
-                if redact(text, secrets) != text:
-                    record.msg = f"{record.msg}\n{redact(text, secrets).rstrip()}"
-                    record.exc_info = None
+        # the known secrets, and credentials in any URL
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler's error path
+            return record
+        cleaned = redact(message, secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info))
+            if redact(text, secrets) != text:
+                record.msg = f"{record.msg}\n{redact(text, secrets).rstrip()}"
+                record.exc_info = None
         return record
 
     factory._ablate_base = base  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from service.identity import RunSpec, canonical_json, study_id
 from service.spec.load import format_errors
 from service.spec.models import StudySpec, TrainConfig
 from service.spec.shapes import ShapeError, check_model
+from service.text import cut, escape_unsafe, printable
 
 BASELINE = "baseline"
 
@@ -183,7 +184,7 @@ def _variants(
                 for path in change:
                     if path in overrides:
                         raise SpecError(
-                            source, [("ablation.factors", f"two factors both set {path!r} in a grid")]
+                            source, [("ablation.factors", f"two factors both set {printable(path)} in a grid")]
                         )
                 overrides.update(change)
             names = [_label(f, vi, ch) for (vi, ch), f in zip(combo, ablation.factors, strict=True)]
@@ -231,7 +232,7 @@ def _check_overlaps(overrides: dict[str, Any], field: str, source: str) -> None:
         for depth in range(1, len(parts)):
             first = ".".join(parts[:depth])
             if first in paths:
-                raise SpecError(source, [(field, f"{first!r} and {second!r} overlap; set one or the other")])
+                raise SpecError(source, [(field, f"{printable(first)} and {printable(second)} overlap; set one or the other")])
 
 
 def diagnose_battery(baseline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -326,18 +327,18 @@ def _set_path(data: dict[str, Any], path: str, value: Any, field: str, source: s
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise SpecError(source, [(field, f"unknown factor path {path!r}: {here} is not an index of a {len(node)}-item list")])
+                raise SpecError(source, [(field, f"unknown factor path {printable(path)}: {escape_unsafe(cut(here))} is not an index of a {len(node)}-item list")])
             key: Any = int(part)
         elif isinstance(node, dict):
             if part not in node:
-                hint = difflib.get_close_matches(part, list(node), n=1)
-                suggestion = f" (did you mean {'.'.join(parts[:depth] + hint)!r}?)" if hint else ""
+                hint = difflib.get_close_matches(part, list(node), n=1) if len(part) <= 100 else []
+                suggestion = f" (did you mean {printable('.'.join(parts[:depth] + hint))}?)" if hint else ""
                 known = ", ".join(sorted(node))
-                raise SpecError(source, [(field, f"unknown factor path {path!r}{suggestion}; fields here: {known}")])
+                raise SpecError(source, [(field, f"unknown factor path {printable(path)}{suggestion}; fields here: {known}")])
             key = part
         else:
             parent = ".".join(parts[:depth])
-            raise SpecError(source, [(field, f"unknown factor path {path!r}: {parent} is {node!r} in the baseline, not a mapping")])
+            raise SpecError(source, [(field, f"unknown factor path {printable(path)}: {escape_unsafe(cut(parent))} is {printable(node)} in the baseline, not a mapping")])
         if last:
             node[key] = value
         else:

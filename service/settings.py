@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _password_out_of_the_query(self) -> Settings:
+        # redis://host/0?password=... is a form redis-py reads, but kombu then receives the
+        # password twice (and Celery stops with a TypeError): keep it as ABLATE_REDIS_PASSWORD.
+        parts = urlsplit(self.broker_url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        passwords = [value for name, value in pairs if name == "password"]
+        if passwords:
+            if self.redis_password is None:
+                self.redis_password = SecretStr(passwords[-1])
+            query = urlencode([(name, value) for name, value in pairs if name != "password"])
+            self.broker_url = urlunsplit(parts._replace(query=query))
+        return self
+
+    @model_validator(mode="after")
     def _checks(self) -> Settings:
         if self.visibility_timeout <= self.hard_time_limit:
             raise ValueError(
@@ -103,12 +117,14 @@ class Settings(BaseSettings):
         return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
     def broker_url_redacted(self) -> str:
-        """The broker URL safe to print: any password replaced by ***."""
+        """The broker URL safe to print: every credential replaced by ***."""
+        from service.logs import redact_url
+
         parts = urlsplit(self.broker_url)
         if parts.password is None and self.redis_password is None:
-            return self.broker_url
+            return redact_url(self.broker_url)
         host = parts.netloc.rsplit("@", 1)[-1]
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+        return redact_url(urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}")))
 
 
 @lru_cache(maxsize=1)

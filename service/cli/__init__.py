@@ -22,7 +22,7 @@ class AblateGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AblateError as exc:
-            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(terminal_safe(str(exc)))}", highlight=False)
             sys.exit(exc.exit_code)
 
 
@@ -41,6 +41,19 @@ def cli() -> None:
     # The CLI's own output is the progress bar and tables; its logs are warnings and worse.
     level = settings.log_level if settings.log_level != "info" else "warning"
     configure_logging(level, settings.log_format)
+
+
+def terminal_safe(message: str) -> str:
+    """A message fit for the terminal: control and bidi characters escaped on each line, URLs
+    redacted, and at most 50 lines of at most 2000 characters (values are cut where they are
+    echoed; this is the last guard)."""
+    from service.logs import redact_urls
+    from service.text import cut, escape_unsafe
+
+    lines = [cut(escape_unsafe(line), 2000) for line in redact_urls(message).split("\n")]
+    if len(lines) > 50:
+        lines = [*lines[:50], f"  ... and {len(lines) - 50} more lines"]
+    return "\n".join(lines)
 
 
 def main() -> None:

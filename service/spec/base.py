@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from service.text import has_unsafe
+
 
 class StrictModel(BaseModel):
     """Unknown keys and wrong types are errors, never silently coerced or dropped."""
@@ -16,6 +18,8 @@ class StrictModel(BaseModel):
 def _check_data_path(value: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("path contains NUL or control characters")
+    if has_unsafe(value):  # bidi overrides and zero-width marks: shown, the path would lie
+        raise ValueError("path contains bidi or zero-width characters")
     if value.startswith("s3://"):
         bucket, _, key = value[len("s3://") :].partition("/")
         if not bucket:

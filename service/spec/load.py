@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from service.errors import SpecError
 from service.files import NotARegularFile, read_regular
 from service.spec.models import StudySpec
-from service.text import printable
+from service.text import cut, escape_unsafe, printable
 
 # YAML 1.1 reads `1e-3` as a string; every user means a float, so resolve it as one.
 _FLOAT = re.compile(
@@ -39,7 +39,7 @@ class _SpecConstruction:
             # PyYAML's own constructors fail this way on explicitly tagged values (`!!int ten`)
             tag = node.tag.rsplit(":", 1)[-1]
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {node.value!r} as !!{tag}", node.start_mark
+                None, None, f"cannot read {printable(node.value)} as !!{printable(tag)}", node.start_mark
             ) from None
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
@@ -56,7 +56,7 @@ class _SpecConstruction:
                 )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {printable(key)}", key_node.start_mark
                 )
             seen.add(key)
         self.flatten_mapping(node)  # resolve `<<` merge keys: later keys win
@@ -182,14 +182,14 @@ def format_errors(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         elif error["type"] == "union_tag_invalid":
-            message = f"unknown {error['ctx']['discriminator'].strip(chr(39))} {error['ctx']['tag']!r}; expected one of {error['ctx']['expected_tags']}"
+            message = f"unknown {error['ctx']['discriminator'].strip(chr(39))} {printable(error['ctx']['tag'])}; expected one of {error['ctx']['expected_tags']}"
         elif error["type"] == "union_tag_not_found":
             message = f"missing {error['ctx']['discriminator'].strip(chr(39))!r}"
         message = message.removeprefix("Value error, ")
         if error["type"] != "extra_forbidden" and "input" in error and not isinstance(
             error["input"], (dict, list)
         ):
-            message += f" (got {error['input']!r})"
+            message += f" (got {printable(error['input'])})"
         problems.append((field, message))
     return problems
 
@@ -203,7 +203,8 @@ def dotted(loc: Iterable[Any], data: Any, keep_last: bool = True) -> str:
             parts.append(f"[{item}]")
             current = current[item] if item < len(current) else None
         elif isinstance(current, Mapping) and item in current:
-            parts.append(f".{item}" if parts else str(item))
+            name = _key_name(item, current)
+            parts.append(f".{name}" if parts else name)
             current = current[item]
         elif isinstance(current, Mapping) or current is None:
             # A union tag or a model name pydantic inserts: skip it unless it is the last part.
@@ -213,3 +214,14 @@ def dotted(loc: Iterable[Any], data: Any, keep_last: bool = True) -> str:
         else:
             parts.append(f".{item}" if parts else str(item))
     return "".join(parts)
+
+
+def _key_name(item: Any, mapping: Mapping[Any, Any]) -> str:
+    """A key as the spec wrote it: pydantic reports a `true:` key as 1 (True == 1)."""
+    if isinstance(item, int) and not isinstance(item, bool) and item in (0, 1):
+        for key in mapping:
+            if isinstance(key, bool) and key == item:
+                return "true" if key else "false"
+    if item is None:
+        return "null"
+    return escape_unsafe(cut(str(item)))

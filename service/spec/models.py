@@ -14,6 +14,7 @@ from pydantic import Field, SerializationInfo, field_validator, model_serializer
 
 from service.spec.base import StrictModel
 from service.spec.datasets import DatasetSpec, DigitsDataset
+from service.text import has_unsafe, printable
 
 PositiveInt = Annotated[int, Field(gt=0)]
 # Every integer that reaches a library has that library's bound (TensorFlow's step counters
@@ -272,9 +273,20 @@ class Factor(StrictModel):
                     )
                 if not all(isinstance(key, str) for key in value):
                     raise ValueError(f"values[{index}]: factor paths must be strings")
+                if any(not 0 < len(key) <= 200 for key in value):
+                    raise ValueError(f"values[{index}]: factor paths must have 1 to 200 characters")
         if self.labels is not None and len(self.labels) != len(self.values):
             raise ValueError("labels must have one entry per value")
         return self
+
+    @field_validator("name", "labels")
+    @classmethod
+    def _printable_text(cls, value: Any) -> Any:
+        # Shown in tables, reports and terminals: no ESC sequences or bidi overrides.
+        for text in [value] if isinstance(value, str) else value or []:
+            if has_unsafe(text):
+                raise ValueError(f"{printable(text)} holds control or bidi characters")
+        return value
 
     @property
     def display_name(self) -> str:
@@ -360,6 +372,14 @@ class StudySpec(TrainConfig):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
     description: Annotated[str, Field(max_length=2000)] = ""
     ablation: AblationSpec = Field(default_factory=AblationSpec)
+
+    @field_validator("description")
+    @classmethod
+    def _printable_description(cls, value: str) -> str:
+        # Newlines and tabs are text; ESC sequences and bidi overrides rewrite the terminal.
+        if has_unsafe(value.replace("\n", " ").replace("\t", " ")):
+            raise ValueError("holds control or bidi characters")
+        return value
 
     def baseline(self) -> TrainConfig:
         return TrainConfig.model_validate(

@@ -30,6 +30,7 @@ from botocore.config import Config
 from botocore.configprovider import ConfiguredEndpointProvider
 
 from service.errors import KeyNotFound, StoreError, StoreUnavailable
+from service.logs import redact_url, redact_urls
 from service.store.base import Store, validate_key, validate_prefix
 
 MiB = 1024 * 1024
@@ -152,10 +153,11 @@ class S3Store(Store):
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             # e.g. AWS_PROFILE names no profile, or AWS_ENDPOINT_URL_S3 is not a URL
             raise StoreError(
-                f"{self.url}: cannot configure the S3 client: {exc} "
+                f"{self.url}: cannot configure the S3 client: {redact_urls(str(exc))} "
                 "(check AWS_PROFILE, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_DEFAULT_REGION)"
             ) from None
-        self.endpoint: str = self._client.meta.endpoint_url
+        # Only for messages: an endpoint URL may carry credentials (http://user:secret@host).
+        self.endpoint: str = redact_url(self._client.meta.endpoint_url)
         self._transfer = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE
         )
@@ -317,7 +319,17 @@ class S3Store(Store):
     def _error(
         self, exc: Exception, operation: str, key: str | None = None, *, bucket_request=False
     ) -> StoreError:
-        """Translate a boto3/botocore exception into a `StoreError` a user can act on."""
+        """Translate a boto3/botocore exception into a `StoreError` a user can act on, with
+        every URL in it redacted (botocore's messages quote the endpoint URL as configured)."""
+        error = self._translate(exc, operation, key, bucket_request=bucket_request)
+        cleaned = redact_urls(str(error))
+        if cleaned != str(error):
+            error.args = (cleaned,)
+        return error
+
+    def _translate(
+        self, exc: Exception, operation: str, key: str | None = None, *, bucket_request=False
+    ) -> StoreError:
         where = f"s3://{self.bucket}"
         uri = self.location(key) if key else self.url
         if isinstance(exc, StoreError):

@@ -46,6 +46,10 @@ def _fifo(tmp: Path) -> Path:
     return tmp / "spec.yaml"
 
 
+def _long_description(tmp: Path) -> Path:
+    return _write(tmp, {**TINY, "description": "x" * 990_000})
+
+
 def _write(tmp: Path, data: dict) -> Path:
     path = tmp / "spec.json"
     path.write_text(json.dumps(data))
@@ -56,6 +60,7 @@ HOSTILE = {
     "grid of 10^7 runs": (_grid_of_ten_million, "ablation.max_runs: the plan has up to 10000001 runs"),
     "200 KB of factor keys": (_many_factor_keys, "unknown factor path"),
     "3 GB spec": (_sparse_3_gb, "spec.yaml: is 3000000000 bytes, more than the 1000000 allowed"),
+    "990 KB description": (_long_description, "description: String should have at most 2000 characters (got 'xxx"),
     "FIFO as the spec": (_fifo, "spec.yaml: is a FIFO (named pipe), not a regular file"),
 }
 
@@ -101,5 +106,6 @@ def test_hostile_spec_is_refused_in_bounded_time_and_memory(case, tmp_path):
     assert result.returncode == 2, result.stderr + result.stdout
     assert expected in " ".join(result.stderr.split()), result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr) < 2000, f"{len(result.stderr)} characters of error: values are echoed uncut"
     assert seconds < SECONDS, f"validate took {seconds:.1f}s"
     assert peak < MEGABYTES, f"validate peaked at {peak:.0f} MB"
