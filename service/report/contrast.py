@@ -11,8 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from service.report.configs import Change, changes, flatten, variant_config
-from service.report.models import Finding, StudyData, VariantRecord, VariantStats
-from service.report.wording import describe, p_text, points_ci
+from service.report.models import StudyData, VariantRecord, VariantStats
 
 
 @dataclass
@@ -108,58 +107,10 @@ def effect(study: Study, c: Contrast) -> dict[str, Any]:
         "ci_low": comparison.ci_low,
         "ci_high": comparison.ci_high,
         "p_value": comparison.p_value,
+        "p_adjusted": comparison.p_adjusted,
         "effect_size": comparison.effect_size,
         "baseline_mean": study.baseline.test_accuracy.mean,
         "variant_mean": c.stats.test_accuracy.mean,
         "baseline_seeds": study.baseline.test_accuracy.n,
         "variant_seeds": c.stats.test_accuracy.n,
     }
-
-
-def effect_text(c: Contrast) -> str:
-    comparison = c.stats.vs_baseline
-    assert comparison is not None
-    verb = "raises" if comparison.delta > 0 else "lowers"
-    return (
-        f"{c.name} ({describe(c.changes)}) {verb} test accuracy by "
-        f"{abs(comparison.delta) * 100:.1f} points ({points_ci(comparison)}, {p_text(comparison.p_value)})"
-    )
-
-
-def make_finding(
-    study: Study,
-    rule: str,
-    title: str,
-    kind: str,
-    statement: str,
-    evidence: dict[str, Any],
-    contrasts: list[Contrast],
-    magnitude: float,
-) -> Finding:
-    records = [study.baseline_record] + [c.record for c in contrasts]
-    run_ids = list(dict.fromkeys(run.run_id for record in records for run in record.runs))
-    return Finding(
-        rule=rule,
-        title=title,
-        kind=kind,
-        statement=statement,
-        evidence=evidence,
-        variants=[record.name for record in records],
-        run_ids=run_ids,
-        magnitude=magnitude,
-    )
-
-
-def strongest(
-    study: Study, supporters: list[Contrast], key=lambda c: c.delta
-) -> tuple[Contrast, dict[str, Any]]:
-    """The strongest supporting variant and the evidence of all of them."""
-    supporters = sorted(supporters, key=key, reverse=True)
-    evidence = effect(study, supporters[0])
-    if len(supporters) > 1:
-        evidence["also"] = [effect(study, c) for c in supporters[1:]]
-    return supporters[0], evidence
-
-
-def open_contrasts(study: Study, claimed: set[str]) -> list[Contrast]:
-    return [c for c in study.contrasts if c.name not in claimed]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from service.report.configs import Change
-from service.report.models import Comparison
 
 
 def points(delta: float) -> str:
@@ -22,12 +21,6 @@ def p_text(p_value: float | None) -> str:
     if p_value is None:
         return "p n/a"
     return "p<0.001" if p_value < 0.001 else f"p={p_value:.2g}"
-
-
-def points_ci(comparison: Comparison) -> str:
-    if comparison.ci_low is None or comparison.ci_high is None:
-        return "no interval"
-    return f"95% CI {comparison.ci_low * 100:+.1f} to {comparison.ci_high * 100:+.1f}"
 
 
 def _value(value: Any) -> str:
