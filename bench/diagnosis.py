@@ -47,12 +47,27 @@ CASE_TIMEOUT = 1800
 
 def top_cause(summary: dict[str, Any]) -> dict[str, Any] | None:
     """The report's top cause: `causes[0]` where the summary ranks causes (the staged
-    diagnosis), else the first finding that is not a "hurts" finding (a change that hurts says
-    the baseline is right there; it is never a cause)."""
+    diagnosis), else the first finding in `findings` that is a cause (`_is_cause`)."""
     if "causes" in summary:
         causes = summary["causes"] or []
         return causes[0] if causes else None
-    return next((f for f in summary.get("findings", []) if f.get("kind") != "hurts"), None)
+    return next((f for f in summary.get("findings", []) if _is_cause(summary, f)), None)
+
+
+def _is_cause(summary: dict[str, Any], finding: dict[str, Any]) -> bool:
+    """A finding of kind "hurts" says a change from the baseline hurts: the baseline is right
+    there, no cause. Except where the baseline holds what hurts and the variants that back the
+    finding, which drop it, beat the baseline (today's harmful_augmentation when the baseline
+    augments): that is a change that helps, a cause."""
+    if finding.get("kind") != "hurts":
+        return True
+    deltas = {
+        v.get("name"): (v.get("vs_baseline") or {}).get("delta")
+        for v in summary.get("variants", [])
+    }
+    baseline = summary.get("baseline", "baseline")
+    backing = [deltas.get(name) for name in finding.get("variants", []) if name != baseline]
+    return bool(backing) and all(delta is not None and delta > 0 for delta in backing)
 
 
 def names_fault(cause: dict[str, Any] | None, accepted: frozenset[str]) -> bool:
@@ -109,6 +124,11 @@ def run_case(case: Case, ablate: list[str], work: Path, jobs: int, quick: bool) 
         title=cause.get("title") if cause else None,
         causes=_cause_count(summary),
         correct=names_fault(cause, case.accepted),
+        # What the report said, ranked, to read a wrong answer without rerunning the case.
+        findings=[
+            {key: f.get(key) for key in ("rule", "kind", "title", "variants")}
+            for f in summary.get("causes", summary.get("findings", []))
+        ],
     )
     return row
 
@@ -116,7 +136,7 @@ def run_case(case: Case, ablate: list[str], work: Path, jobs: int, quick: bool) 
 def _cause_count(summary: dict[str, Any]) -> int:
     if "causes" in summary:
         return len(summary["causes"] or [])
-    return sum(1 for f in summary.get("findings", []) if f.get("kind") != "hurts")
+    return sum(1 for f in summary.get("findings", []) if _is_cause(summary, f))
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -215,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     parser.add_argument("--verify", action="store_true", help="train each baseline beside its fix instead")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--keep", type=Path, help="work here (specs, data, stores) and keep it")
     args = parser.parse_args(argv)
 
     by_name = {case.name: case for case in CASES}
@@ -233,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ablate-diagnosis-") as tmp:
         work = Path(tmp)
+        if args.keep:
+            work = args.keep.absolute()
+            if work.exists() and any(work.iterdir()):
+                parser.error(f"--keep {work}: not empty (each case needs a fresh store)")
         write_data(work / "data")
         if args.verify:
             verify(cases, ablate, work, args.jobs)

@@ -35,6 +35,20 @@ def test_top_cause_skips_findings_that_hurt():
     assert top_cause({"findings": findings[:1]}) is None
 
 
+def test_top_cause_counts_a_harmful_part_of_the_baseline_whose_removal_helps():
+    finding = {
+        "rule": "harmful_augmentation",
+        "kind": "hurts",
+        "variants": ["baseline", "no augmentation"],
+    }
+    variants = [{"name": "baseline", "vs_baseline": None}]
+    removal_helps = variants + [{"name": "no augmentation", "vs_baseline": {"delta": 0.3}}]
+    addition_hurts = variants + [{"name": "no augmentation", "vs_baseline": {"delta": -0.3}}]
+    summary = {"baseline": "baseline", "findings": [finding]}
+    assert top_cause({**summary, "variants": removal_helps}) == finding
+    assert top_cause({**summary, "variants": addition_hurts}) is None
+
+
 def test_names_fault_reads_qualified_rules_and_healthy_cases():
     cause = {"rule": "factor_effect", "title": "no l2 helps: +40 points", "variants": ["no l2"]}
     assert names_fault(cause, frozenset({"factor_effect:no l2"}))
