@@ -28,26 +28,15 @@ from service.report.models import (
 from service.report.next_steps import at_edge, fix_of, suggestions
 from service.report.rules import comparable, fix_rule, remedies
 from service.report.rules.thresholds import (
-    MATERIAL_EFFECT,
     MIN_GAIN,
     MIN_SYMPTOM_STAKE,
     RATE_MARGIN,
     TYPICAL_RATES,
 )
-from service.report.stats import (
-    detectable_effect,
-    per_seed_sd,
-    pooled_std,
-    samples_tested,
-    seed_accuracies,
-    seeds_needed,
-    threshold_to_join,
-)
 from service.report.symptoms import read_symptoms
+from service.report.uncertainty import inconclusive, statistics
 from service.report.wording import describe, p_text, points
 
-PRACTICAL_SEEDS = 100
-"""Seeds per variant beyond which the report says an effect is too small to chase."""
 TRAINING_TROUBLE = ("learned_nothing", "diverged")
 """Symptoms of a baseline that does not train at all: whichever fix makes it train is the
 cause, and without one the learning rate is the first suspect."""
@@ -117,7 +106,7 @@ class Diagnosis:
 
 def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) -> Diagnosis:
     if not data.variants:
-        return Diagnosis([], [], [], [], [], [], [], _statistics(None, alpha), None)
+        return Diagnosis([], [], [], [], [], [], [], statistics(None, alpha), None)
     study = build_study(data, stats, alpha)
     fair = [c for c in study.contrasts if comparable(c)]
     symptoms, facts = read_symptoms(study)
@@ -142,7 +131,7 @@ def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) ->
         symptoms=symptoms,
         strengths=_strengths(study, fair),
         facts=facts,
-        inconclusive=_inconclusive(study, fair),
+        inconclusive=inconclusive(study, fair),
         not_comparable=[_unfair_text(c) for c in study.contrasts if not comparable(c)],
         small_gains=[
             f"{c.name} ({describe(c.changes)}) raises test accuracy by {points(c.delta)} "
@@ -151,7 +140,7 @@ def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) ->
             for c in fair
             if c.better and c.delta < MIN_GAIN
         ],
-        statistics=_statistics(study, alpha),
+        statistics=statistics(study, alpha),
         study=study,
     )
 
@@ -305,7 +294,7 @@ def _cause(
     )
 
 
-# What the baseline already gets right, and what the seeds cannot tell
+# What the baseline already gets right
 
 
 def _strengths(study: Study, fair: list[Contrast]) -> list[Finding]:
@@ -347,117 +336,8 @@ def _strengths(study: Study, fair: list[Contrast]) -> list[Finding]:
     return sorted(found, key=lambda f: -f.magnitude)
 
 
-def _inconclusive(study: Study, fair: list[Contrast]) -> list[Inconclusive]:
-    comparisons = [c.stats.vs_baseline for c in fair if c.stats.vs_baseline is not None]
-    level = threshold_to_join(comparisons, study.alpha)
-    samples = samples_tested(study.baseline_record)
-    entries = []
-    for c in fair:
-        comparison = c.stats.vs_baseline
-        if comparison is None or comparison.significant:
-            continue
-        values, base = seed_accuracies(c.record), seed_accuracies(study.baseline_record)
-        spread = max(
-            filter(None, (per_seed_sd(values, samples), per_seed_sd(base, samples))), default=None
-        )
-        needed = seeds_needed(comparison.delta, spread or pooled_std(values, base), level)
-        entries.append(
-            Inconclusive(
-                variant=c.name,
-                delta=comparison.delta,
-                p_value=comparison.p_adjusted,
-                ci_low=comparison.ci_low,
-                ci_high=comparison.ci_high,
-                seeds_needed=needed,
-                statement=_inconclusive_text(c, needed, min(len(values), len(base)), level),
-            )
-        )
-    return entries
-
-
-def _inconclusive_text(c: Contrast, needed: int | None, seeds: int, level: float) -> str:
-    comparison = c.stats.vs_baseline
-    head = f"{c.name} ({describe(c.changes)}): {points(comparison.delta)}"
-    if comparison.p_value is None:
-        return (
-            f"{head} from {seeds} seed{'s' if seeds != 1 else ''} per side: a test needs at least "
-            "2 seeds on each side; run at least 3 seeds per variant (ablation.seeds)."
-        )
-    bounds = (
-        f" (95% CI {comparison.ci_low * 100:+.1f} to {comparison.ci_high * 100:+.1f}, "
-        f"{p_text(comparison.p_adjusted)}): no gain larger than {max(0.0, comparison.ci_high) * 100:.1f} "
-        f"points and no loss larger than {max(0.0, -comparison.ci_low) * 100:.1f} points"
-    )
-    if comparison.ci_high <= 0 or comparison.ci_low >= 0:
-        sign = "loss" if comparison.ci_high <= 0 else "gain"
-        low, high = sorted(abs(v) * 100 for v in (comparison.ci_low, comparison.ci_high))
-        return (
-            f"{head} ({p_text(comparison.p_adjusted)}): a {sign} of {low:.1f} to {high:.1f} points "
-            "by its own interval, but not significant once adjusted for the study's "
-            f"comparisons; about {needed or 'more'} seeds per variant would settle it."
-        )
-    if abs(comparison.delta) < MIN_GAIN and comparison.ci_high < MIN_GAIN:
-        return f"{head}{bounds}; whatever effect it has is too small to matter."
-    if needed is None or needed > PRACTICAL_SEEDS:
-        return f"{head}{bounds}; the effect is too small for any practical number of seeds."
-    if needed <= seeds:
-        return (
-            f"{head}{bounds}; an effect this size sits at the edge of what {seeds} seeds "
-            f"detect at the threshold it faces (raw p below {level:.3g}): rerun it on fresh seeds "
-            "to settle it."
-        )
-    return (
-        f"{head}{bounds}; about {needed} seeds per variant would detect an effect this size "
-        f"at the threshold it faces (raw p below {level:.3g}; {seeds} seeds now)."
-    )
-
-
 def _unfair_text(c: Contrast) -> str:
     return (
         f"{c.name} ({describe(c.changes)}) changes the data or the split, so it is scored on a "
         "different test set: its difference is shown but not claimed as an effect."
-    )
-
-
-# Power
-
-
-def _statistics(study: Study | None, alpha: float) -> Statistics:
-    procedure = "Benjamini-Hochberg"
-    if study is None:
-        return Statistics(
-            procedure=procedure, alpha=alpha, comparisons=0, seeds=0, detectable_effect=None,
-            underpowered=False, statement="The study has no runs to compare.",
-        )  # fmt: skip
-    fair = [c for c in study.contrasts if comparable(c)]
-    m = max(1, sum(1 for c in fair if c.stats.vs_baseline and c.stats.vs_baseline.p_value is not None))
-    values = seed_accuracies(study.baseline_record)
-    sd = per_seed_sd(values, samples_tested(study.baseline_record))
-    seeds = len(values)
-    detectable = detectable_effect(seeds, sd, alpha / m)
-    underpowered = detectable is None or detectable > MATERIAL_EFFECT
-    statement = (
-        f"Significance: {procedure} over the study's {m} comparison{'s' if m > 1 else ''} with "
-        f"the baseline (false discovery rate {alpha:g}); every p quoted is the adjusted one."
-    )
-    if detectable is not None:
-        statement += (
-            f" With {seeds} seeds per variant it detects differences of about "
-            f"{detectable * 100:.1f} points (80% power at the strictest threshold)."
-        )
-    if underpowered:
-        needed = seeds_needed(MATERIAL_EFFECT, sd, alpha / m) if sd else None
-        statement += (
-            f" This study is too small to tell effects of {MATERIAL_EFFECT * 100:.0f} points from "
-            "noise"
-            + (f": about {needed} seeds per variant would (ablation.seeds)." if needed else ".")
-        )
-    return Statistics(
-        procedure=procedure,
-        alpha=alpha,
-        comparisons=m,
-        seeds=seeds,
-        detectable_effect=detectable,
-        underpowered=underpowered,
-        statement=statement,
     )
