@@ -235,15 +235,17 @@ def underfitting(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom 
     )
 
 
-def _one_sided(values: np.ndarray, floor_var: float, threshold: float) -> float | None:
-    """p of a one-sided t-test that the mean of `values` exceeds `threshold`, each value's
-    variance floored at `floor_var` (the binomial noise of the accuracies it is made of)."""
+def _one_sided(values: np.ndarray, shared_var: float, threshold: float) -> float | None:
+    """p of a one-sided t-test that the mean of `values` exceeds `threshold`. `shared_var` is
+    the binomial noise of a split every seed is scored on: common to all seeds, it does not
+    average out, so it adds to the mean's variance undivided."""
     if len(values) < 2:
         return None
-    var = max(float(values.var(ddof=1)) if np.ptp(values) else 0.0, floor_var)
+    seed_var = float(values.var(ddof=1)) if np.ptp(values) else 0.0
+    var = seed_var / len(values) + shared_var
     if var <= 0:
         return None
-    t = (float(values.mean()) - threshold) / math.sqrt(var / len(values))
+    t = (float(values.mean()) - threshold) / math.sqrt(var)
     return float(sps.t.sf(t, len(values) - 1))
 
 
