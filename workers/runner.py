@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import keras
@@ -42,6 +43,7 @@ from workers.environment import describe_environment
 from workers.model import build_model
 from workers.optim import build_optimizer, loss_for, set_learning_rate
 from workers.pipeline import eval_dataset, training_dataset
+from workers.tensorboard import write_events
 
 log = structlog.get_logger(__name__)
 
@@ -262,6 +264,8 @@ def _train(
         status.diverged_epoch = recorder.diverged_epoch
         status.error = f"loss became NaN or infinite at epoch {recorder.diverged_epoch}"
         _record_memory(status)
+        fence()
+        _tensorboard(store, run_spec, status, None, bound)
         write_status(store, status)
         bound.warning("run diverged", epoch=recorder.diverged_epoch)
         return RunResult(run_spec.run_id, "diverged", False, None, recorder.diverged_epoch, status.error)
@@ -290,6 +294,7 @@ def _train(
         model.save(path)
         store.put_file(run_key(run_spec.run_id, "model.keras"), path, "application/zip")
 
+    tensorboard_seconds = _tensorboard(store, run_spec, status, test, bound)
     readings = devices.memory_readings()
     metrics = RunMetrics(
         run_id=run_spec.run_id,
@@ -306,6 +311,7 @@ def _train(
             "fit_seconds": round(fit_seconds, 4),
             "checkpoint_seconds": round(recorder.checkpoint_seconds, 4),
             "eval_seconds": round(eval_seconds, 4),
+            "tensorboard_seconds": round(tensorboard_seconds, 4),
             "total_seconds": round(time.perf_counter() - started, 4),
         },
         environment=describe_environment(
@@ -327,6 +333,18 @@ def _train(
     write_status(store, status)
     bound.info("run succeeded", test_accuracy=test.accuracy, epochs=state.epoch)
     return RunResult(run_spec.run_id, "succeeded", False, test.accuracy, state.epoch)
+
+
+def _tensorboard(store: Store, run_spec: RunSpec, status: RunStatus, test: TestMetrics | None, bound) -> float:
+    """Write the run's TensorBoard event files; return the seconds it took. A failure costs the
+    run its curves in TensorBoard, not its result: it is logged and the run goes on."""
+    started = time.perf_counter()
+    started_at = datetime.fromisoformat(status.started_at).timestamp() if status.started_at else None
+    try:
+        write_events(store, run_spec, status.history, test, started_at)
+    except Exception as exc:
+        bound.warning("TensorBoard event files not written", error=f"{type(exc).__name__}: {exc}")
+    return time.perf_counter() - started
 
 
 def _epoch_timings(trained: list[EpochRecord]) -> dict[str, float]:
