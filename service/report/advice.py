@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from service.report.contrast import Contrast
 from service.report.models import Fix, Symptom
-from service.report.next_steps import inline
-from service.report.wording import points
+from service.report.wording import inline, points
 
 NAMES = {
     "learned_nothing": "The network learned nothing",
@@ -76,10 +75,14 @@ def cause_advice(rule: str, fix: Fix | None, try_next: list[Fix]) -> str:
     outside = OUTSIDE_THE_SPEC.get(rule)
     if outside:
         parts.append(outside)
-    if try_next:
+    to_confirm = [f for f in try_next if not f.confirmed]
+    untested = [f for f in try_next if f.confirmed]
+    for f in to_confirm:
+        parts.append(f"confirm {f.variant} ({inline(f.spec)}) on fresh seeds")
+    if untested:
         parts.append(
-            ("then try " if fix is not None else "try ")
-            + "; ".join(inline(f.spec) for f in try_next)
+            ("then try " if fix is not None or to_confirm else "try ")
+            + "; ".join(inline(f.spec) for f in untested)
             + " (untested)"
         )
     text = "; ".join(parts)

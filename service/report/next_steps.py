@@ -13,10 +13,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from service.report.advice import NAMES
 from service.report.configs import apply_overrides, flatten
 from service.report.contrast import Contrast, Study
 from service.report.models import Cause, Fix, NextSteps
 from service.report.rules.fixes import rate_direction
+from service.report.wording import inline
 from service.spec.models import StudySpec, TrainConfig
 
 NEXT_STUDY_FILE = "next-study.yaml"
@@ -215,11 +217,6 @@ def _overlaps_any(changes: dict[str, Any], taken: dict[str, Any]) -> bool:
     return any(_overlaps(path, set(taken)) for path in changes)
 
 
-def inline(spec: str) -> str:
-    """A YAML fragment on one line, for a sentence."""
-    return " ".join(line.strip() for line in spec.splitlines())
-
-
 def _next_study(
     study: Study, recommended: dict[str, Any], combined: list[str], to_try: list[tuple[Cause, Fix]]
 ) -> tuple[str | None, str]:
@@ -251,8 +248,12 @@ def _next_study(
         StudySpec.model_validate(document)
     except (ValidationError, ValueError):
         return None, "the next study would not validate"
-    reasons = [cause.title for cause, _ in to_try]
-    reason = "tests " + "; ".join(dict.fromkeys(reasons)) if reasons else "confirms the combined fixes"
+    reasons = [NAMES.get(cause.rule, cause.rule).lower() for cause, _ in to_try]
+    reason = (
+        "tests what would repair: " + "; ".join(dict.fromkeys(reasons))
+        if reasons
+        else "confirms the combined fixes"
+    )
     header = f"# {reason}\n# Run it with: ablate run {NEXT_STUDY_FILE}\n"
     return header + yaml.safe_dump(document, sort_keys=False), reason
 

@@ -43,3 +43,8 @@ def describe(changed: dict[str, Change], limit: int = 3) -> str:
         )
     sections = dict.fromkeys(".".join(path.split(".")[:2]) for path in changed)
     return "changed " + ", ".join(sections)
+
+
+def inline(spec: str) -> str:
+    """A YAML fragment on one line, for a sentence."""
+    return " ".join(line.strip() for line in spec.splitlines())
