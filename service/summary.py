@@ -87,9 +87,8 @@ def summary_table(rows: list[VariantSummary], title: str) -> Table:
         )
         if row.delta is None:
             delta = "" if row.name == BASELINE else "—"
-        else:
-            colour = "green" if row.delta > 0 else "red" if row.delta < 0 else ""
-            delta = f"[{colour}]{row.delta:+.4f}[/]" if colour else f"{row.delta:+.4f}"
+        else:  # uncoloured: significance is the report's to judge (ablate report)
+            delta = f"{row.delta:+.4f}"
         notes = []
         if row.diverged:
             notes.append(f"{row.diverged} diverged")
