@@ -24,9 +24,6 @@ app = make_celery(settings, include=["workers.tasks"])
 # kombu's Redis transport, except that a message it cannot read is rejected instead of
 # stopping the worker (workers/transport.py); the client sends with kombu's own.
 app.conf.broker_transport = "workers.transport:Transport"
-# A Celery worker runs studies of whoever reaches the broker: no model factory is imported
-# unless the operator allows its module (ABLATE_FACTORY_MODULES).
-deny_by_default()
 if not settings.data_roots:
     # Without roots a spec may name any path this worker can read, and the errors it gets back
     # (file not found, not an image...) tell a remote submitter which paths exist here.
@@ -73,6 +70,14 @@ def watch_soft_time_limit() -> None:
 def _note_time_up(signum: int, frame: object) -> None:
     global _time_up
     _time_up = True
+
+
+@worker_init.connect
+def _deny_factories_by_default(**_: object) -> None:
+    # A Celery worker runs studies of whoever reaches the broker: no model factory is imported
+    # unless the operator allows its module (ABLATE_FACTORY_MODULES). Set in the parent before
+    # it forks, so every pool process inherits it.
+    deny_by_default()
 
 
 @worker_init.connect

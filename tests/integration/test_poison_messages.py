@@ -56,6 +56,15 @@ def _raw_messages(queue: str) -> dict[str, bytes]:
     }
 
 
+EVIL = '''
+import pathlib
+pathlib.Path(__file__).with_name("imported-on-the-worker").write_text("ran")
+
+def build(config, input_shape, num_classes):
+    raise AssertionError("never called")
+'''
+
+
 @pytest.fixture
 def worker_env(tmp_path, monkeypatch):
     with RedisServer(tmp_path / "redis") as redis_server:
@@ -64,8 +73,11 @@ def worker_env(tmp_path, monkeypatch):
             "ABLATE_STORE": str(tmp_path / "store"),
             "ABLATE_QUEUE": f"poison-{uuid.uuid4().hex[:8]}",
             "ABLATE_DATA_ROOTS": str(tmp_path),
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": f"{tmp_path / 'plugins'}{os.pathsep}{REPO}",
         }
+        (tmp_path / "plugins").mkdir()
+        (tmp_path / "plugins" / "evil_models.py").write_text(EVIL)
+        monkeypatch.syspath_prepend(str(tmp_path / "plugins"))  # the planner hashes its source
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
@@ -122,3 +134,16 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
         time.sleep(0.1)
     assert int(broker.get(REJECTED_COUNTER)) == len(raw) + len(fields)
     assert broker.llen(queue) == 0
+
+
+def test_a_worker_refuses_a_factory_it_was_not_allowed_and_runs_none_of_it(worker_env, tmp_path):
+    workers, _, _ = worker_env
+    client = AblationClient()
+    spec = {**TINY, "name": "evil-factory", "model": {"factory": "evil_models:build"}}
+    final = client.submit(spec).wait(timeout=120, poll_seconds=0.5)
+    assert final.counts["failed"] == 1, workers.text()[-4000:]
+    (run_id,) = client.plan(spec).runs
+    status = client.store.get_json(f"runs/{run_id}/status.json")
+    assert "'evil_models:build' is not allowed here: ABLATE_FACTORY_MODULES allows none" in status["error"]
+    assert not (tmp_path / "plugins" / "imported-on-the-worker").exists()
+    assert workers.processes[0].poll() is None
