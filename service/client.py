@@ -26,7 +26,6 @@ import redis
 
 from service.control import RunControl, redis_client
 from service.errors import AblateError, KeyNotFound
-from service.identity import STUDY_ID_PATTERN
 from service.plan import Plan, build_plan
 from service.queue import TRAIN_TASK, make_celery
 from service.records import (
@@ -42,13 +41,12 @@ from service.records import (
 from service.settings import Settings, get_settings
 from service.spec import StudySpec, load_spec, spec_from_data
 from service.store import Store, open_store
+from service.studies import StudyNotFound, resolve_study_id
 from service.study_record import save_study
 
+__all__ = ["AblationClient", "BrokerError", "Study", "StudyNotFound", "StudyStatus"]
+
 FINISHED_STATES = frozenset({"succeeded", "diverged", "failed", "cancelled"})
-
-
-class StudyNotFound(AblateError):
-    pass
 
 
 class BrokerError(AblateError):
@@ -288,8 +286,9 @@ class AblationClient:
         return study
 
     def study(self, study_id: str) -> Study:
-        if not STUDY_ID_PATTERN.match(study_id):
-            raise StudyNotFound(f"{study_id!r} is not a study id (like seed-study-1a2b3c4d...)")
+        """The stored study `study_id` names: its full id, a unique prefix of it, or the path of
+        its spec file (`StudyNotFound` for none or several, naming them)."""
+        study_id = resolve_study_id(self.store, study_id)
         try:
             document = self.store.get_json(study_key(study_id, "study.json"))
         except KeyNotFound:

@@ -60,4 +60,4 @@ def main() -> None:
     cli(prog_name="ablate")
 
 
-from service.cli import cluster, local  # noqa: E402,F401  (registers the commands)
+from service.cli import cluster, local, studies  # noqa: E402,F401  (registers the commands)

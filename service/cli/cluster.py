@@ -1,4 +1,5 @@
-"""Distributed-mode commands: submit, status, cancel, results, pull and worker."""
+"""Distributed-mode commands: submit, status, cancel, results, report, pull and worker. Every
+STUDY argument is a study id, a unique prefix of one, or the study's spec file."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from service.client import AblationClient, Study, StudyStatus
 
 STATE_COLUMNS = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
+study_argument = click.argument("study_id", metavar="STUDY")
 
 
 def _client(store: str | None, broker: str | None = None) -> AblationClient:
@@ -96,7 +98,7 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
 
 
 @cli.command()
-@click.argument("study_id")
+@study_argument
 @click.option("--watch", is_flag=True, help="Refresh until every run finished.")
 @store_option
 def status(study_id: str, watch: bool, store: str | None) -> None:
@@ -109,18 +111,18 @@ def status(study_id: str, watch: bool, store: str | None) -> None:
 
 
 @cli.command()
-@click.argument("study_id")
+@study_argument
 @store_option
 @broker_option
 def cancel(study_id: str, store: str | None, broker: str | None) -> None:
     """Cancel STUDY: queued runs do not start, running runs stop at their next epoch end."""
     study = _client(store, broker).study(study_id)
     count = study.cancel()
-    console.print(f"study {study_id}: {count} runs cancelled (submit the spec again to resume them)")
+    console.print(f"study {study.study_id}: {count} runs cancelled (submit the spec again to resume them)")
 
 
 @cli.command()
-@click.argument("study_id")
+@study_argument
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @store_option
 def results(study_id: str, fmt: str, store: str | None) -> None:
@@ -147,7 +149,7 @@ def _print_summary(client: AblationClient, study: Study) -> None:
 
 
 @cli.command()
-@click.argument("study_id")
+@study_argument
 @click.option("--open", "open_", is_flag=True, help="Open index.html in a browser.")
 @store_option
 def report(study_id: str, open_: bool, store: str | None) -> None:
@@ -158,7 +160,7 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
     from service.cli.reporting import write_report_with_status
 
     client = _client(store)
-    client.study(study_id)  # a clear error for an unknown study
+    study_id = client.study(study_id).study_id  # a clear error for an unknown study
     location = write_report_with_status(client.store, study_id)
     console.print(f"report: {escape(location)}")
     if open_:
@@ -170,7 +172,7 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
 
 
 @cli.command()
-@click.argument("study_id")
+@study_argument
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace files in DEST that differ from the store's.")
 @store_option
@@ -181,6 +183,7 @@ def pull(study_id: str, dest: str, store: str | None, overwrite: bool) -> None:
 
     client = _client(store)
     study = client.study(study_id)
+    study_id = study.study_id
 
     def show(index: int, total: int) -> None:
         if sys.stdout.isatty():
