@@ -68,13 +68,18 @@ def pull_study(
     dest: Path,
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    report_only: bool = False,
+    checkpoints: bool = True,
 ) -> PullReport:
-    """Copy the study's files and its runs' files into `dest`, in the store's own layout."""
+    """Copy the study's files and its runs' files into `dest`, in the store's own layout:
+    with `report_only` only the study's folder (study.json and report/); without `checkpoints`
+    every run's files but its `checkpoints/` (only a resume reads them)."""
     root = check_destination(store, dest)
     run_ids = study_run_ids(document, store.location(study_key(study_id, "study.json")))
     keys = store.list(study_key(study_id, ""))
-    for run_id in run_ids:
-        keys += store.list(run_key(run_id, ""))
+    for run_id in [] if report_only else run_ids:
+        skipped = run_key(run_id, "checkpoints/")
+        keys += [key for key in store.list(run_key(run_id, "")) if checkpoints or not key.startswith(skipped)]
     report = PullReport()
     for index, key in enumerate(keys, start=1):
         _pull_one(store, key, root, overwrite, report)

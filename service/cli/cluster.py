@@ -175,10 +175,14 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
 @study_argument
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace files in DEST that differ from the store's.")
+@click.option("--report-only", is_flag=True, help="Only the study's folder: study.json and its report.")
+@click.option("--no-checkpoints", is_flag=True, help="Every run's files but its checkpoints (only a resume needs them).")
 @store_option
-def pull(study_id: str, dest: str, store: str | None, overwrite: bool) -> None:
+def pull(study_id: str, dest: str, store: str | None, overwrite: bool, report_only: bool, no_checkpoints: bool) -> None:
     """Download STUDY's artifacts into DEST, in the store's own layout (files already there
     with other content are kept unless --overwrite)."""
+    if report_only and no_checkpoints:
+        raise AblateError("--report-only copies no run files; --no-checkpoints goes without it")
     from service.pull import pull_study
 
     client = _client(store)
@@ -189,11 +193,16 @@ def pull(study_id: str, dest: str, store: str | None, overwrite: bool) -> None:
         if sys.stdout.isatty():
             console.print(f"\r{index}/{total} files", end="")
 
-    pulled = pull_study(client.store, study_id, study.document, Path(dest), overwrite, show)
+    pulled = pull_study(
+        client.store, study_id, study.document, Path(dest), overwrite, show,
+        report_only=report_only, checkpoints=not no_checkpoints,
+    )
     console.print(
         f"{pulled.copied} files of study {study_id} copied into {escape(str(dest))}, "
         f"{pulled.unchanged} already there"
     )
+    if report_only and not client.store.list(study_key(study_id, "report/")):
+        console.print(f"study {study_id} has no report yet: `ablate report {study_id}` writes it")
     if pulled.conflicts:
         raise AblateError(
             f"{len(pulled.conflicts)} files in {dest} differ from the store's and were kept "

@@ -1,5 +1,6 @@
-"""`ablate studies` lists a real store's studies (newest first, runs by state, best variant from
-the report), and every command taking a study accepts a unique prefix or the spec file."""
+"""On a store trained and reported by the test: `ablate studies` lists its studies (newest first,
+runs by state, best variant from the report), every command taking a study accepts a unique
+prefix or the spec file, and `ablate pull --report-only` / `--no-checkpoints` copy what they say."""
 
 from __future__ import annotations
 
@@ -113,3 +114,43 @@ def test_an_unknown_study_or_spec_is_a_clear_error(stored, tmp_path):
 def test_an_empty_store_says_so(tmp_path):
     result = CliRunner().invoke(cli, ["studies", "--store", str(tmp_path / "empty")])
     assert result.exit_code == 0 and "no studies in" in result.output
+
+
+def files(folder) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_pull_report_only_copies_the_study_folder_alone(stored, tmp_path):
+    trained = stored["trained"].study_id
+    result = ablate(stored, "pull", trained[:20], str(tmp_path / "copy"), "--report-only")
+    assert result.exit_code == 0, result.output
+    copied = files(tmp_path / "copy")
+    assert copied == {k for k in stored["store"].list(f"studies/{trained}/")}
+    assert f"studies/{trained}/report/index.html" in copied
+    assert f"studies/{trained}/report/summary.json" in copied
+    assert not any(key.startswith("runs/") for key in copied)
+
+
+def test_pull_no_checkpoints_copies_every_run_file_but_checkpoints(stored, tmp_path):
+    store, plan = stored["store"], stored["trained"]
+    result = ablate(stored, "pull", plan.study_id, str(tmp_path / "copy"), "--no-checkpoints")
+    assert result.exit_code == 0, result.output
+    copied = files(tmp_path / "copy")
+    for run_id in plan.runs:
+        stored_keys = set(store.list(f"runs/{run_id}/"))
+        checkpoints = {k for k in stored_keys if k.startswith(f"runs/{run_id}/checkpoints/")}
+        assert checkpoints  # the test would prove nothing without them
+        assert {k for k in copied if k.startswith(f"runs/{run_id}/")} == stored_keys - checkpoints
+        assert f"runs/{run_id}/model.keras" in copied and f"runs/{run_id}/metrics.json" in copied
+    everything = ablate(stored, "pull", plan.study_id, str(tmp_path / "all"))
+    assert everything.exit_code == 0
+    assert files(tmp_path / "all") - copied == {
+        k for run_id in plan.runs for k in store.list(f"runs/{run_id}/checkpoints/")
+    }
+
+
+def test_pull_report_only_of_an_unreported_study_says_how_to_write_it(stored, tmp_path):
+    result = ablate(stored, "pull", stored["waiting_spec"], str(tmp_path / "copy"), "--report-only")
+    assert result.exit_code == 0, result.output
+    assert "has no report yet" in result.output
+    assert files(tmp_path / "copy") == {f"studies/{stored['waiting'].study_id}/study.json"}
