@@ -8,18 +8,19 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import boto3
 import numpy as np
 import pytest
+import redis
 import yaml
 
 from service.client import AblationClient
 from service.errors import StoreError
 from service.records import RunMetrics, read_status
-from tests.cluster import Workers
-from tests.conftest import REPO, TINY, use_s3_endpoint
+from tests.cluster import wait_study
+from tests.conftest import REPO, TINY
+from tests.waits import wait_until
 
 BROKER = "redis://127.0.0.1:6379/0"
 
@@ -32,32 +33,14 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def cluster(s3_server, tmp_path_factory):
-    """Env for S3 + a unique queue on the shared Redis, a bucket, and two running workers."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        use_s3_endpoint(monkeypatch, s3_server)
-        bucket = f"ablate-dist-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3").create_bucket(Bucket=bucket)
-        store_url = f"s3://{bucket}/results"
-        queue = f"test-{uuid.uuid4().hex[:10]}"
-        for name, value in {
-            "ABLATE_STORE": store_url,
-            "ABLATE_QUEUE": queue,
-            "ABLATE_BROKER_URL": BROKER,
-            "ABLATE_DATASET_CACHE": str(tmp_path_factory.mktemp("cache")),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }.items():
-            monkeypatch.setenv(name, value)
-        from service.settings import get_settings
+def cluster(cluster_env):
+    """The session's shared cluster (tests/integration/conftest.py): S3 env, a bucket, a queue of
+    its own on the machine's Redis, two running workers, and their measured pace."""
+    return cluster_env
 
-        get_settings.cache_clear()
-        workers = Workers(dict(os.environ), tmp_path_factory.mktemp("logs"))
-        try:
-            workers.wait_ready()
-            yield {"bucket": bucket, "store": store_url, "queue": queue, "workers": workers}
-        finally:
-            workers.stop()
-            get_settings.cache_clear()
+
+def finish(cluster, study, timeout: float):
+    return wait_study(cluster["workers"], client_for(cluster), study, timeout)
 
 
 def client_for(cluster) -> AblationClient:
@@ -66,13 +49,14 @@ def client_for(cluster) -> AblationClient:
 
 def test_study_runs_on_workers_and_matches_the_embedded_path(cluster, tmp_path):
     client = client_for(cluster)
+    mark = cluster["workers"].mark()  # the shared workers' logs from here on: this test's
     study = client.submit(SPEC)
     assert study.submit_report.queued == 4
-    final = study.wait(timeout=300, poll_seconds=0.5)
+    final = finish(cluster, study, cluster["pace"].deadline(epochs=2, runs=4))
     assert final.complete and final.counts["succeeded"] == 4, final
 
     # both workers took part, and every log line of a run carries its study_id and run_id
-    logs = cluster["workers"].text()
+    logs = cluster["workers"].text(since=mark)
     run_lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{") and '"run started"' in line]
     assert {line["study_id"] for line in run_lines} == {study.study_id}
     assert {line["run_id"] for line in run_lines} == set(study.run_ids)
@@ -105,7 +89,7 @@ def test_study_runs_on_workers_and_matches_the_embedded_path(cluster, tmp_path):
 def test_pull_downloads_the_documented_layout(cluster, tmp_path):
     client = client_for(cluster)
     study = client.submit(SPEC)
-    study.wait(timeout=300, poll_seconds=0.5)
+    finish(cluster, study, cluster["pace"].deadline(epochs=2, runs=4))
     dest = tmp_path / "pulled"
     result = subprocess.run(
         [sys.executable, "-m", "service.cli", "pull", study.study_id, str(dest)],
@@ -131,7 +115,7 @@ def test_npz_dataset_in_s3_is_trained_on(cluster, tmp_path):
     spec = {**SPEC, "name": "s3 npz", "dataset": {"kind": "npz", "path": f"s3://{cluster['bucket']}/datasets/data.npz"}, "ablation": {"seeds": 1}}
     client = client_for(cluster)
     study = client.submit(spec)
-    final = study.wait(timeout=300, poll_seconds=0.5)
+    final = finish(cluster, study, cluster["pace"].deadline(epochs=2))
     assert final.counts["succeeded"] == 1, final
     (row,) = study.results()
     metrics = RunMetrics.model_validate(client.store.get_json(f"runs/{row['run_id']}/metrics.json"))
@@ -151,19 +135,19 @@ def test_cancel_stops_runs_and_resubmitting_resumes_them(cluster):
     spec = {**SPEC, "name": "cancel me", "training": {"epochs": 40, "batch_size": 64}, "ablation": {"seeds": 3}}
     client = client_for(cluster)
     study = client.submit(spec)
-    deadline = time.monotonic() + 120
-    while not any(v.running_epochs and v.running_epochs[0][0] >= 1 for v in study.status().variants):
-        assert time.monotonic() < deadline, "no run started training"
-        time.sleep(0.1)
+    pace = cluster["pace"]
+    wait_until(lambda: any(v.running_epochs and v.running_epochs[0][0] >= 1 for v in study.status().variants),
+               pace.deadline(epochs=1), "a run to start training",
+               lambda: cluster["workers"].diagnostics(client.store, study.run_ids), poll=0.1)
     assert study.cancel() == 3
-    final = study.wait(timeout=120, poll_seconds=0.2)
+    final = wait_study(cluster["workers"], client, study, pace.deadline(epochs=1, runs=3), poll=0.2)
     assert final.counts["cancelled"] == 3, final
     stopped = [read_status(client.store, run_id) for run_id in study.run_ids]
     assert any(0 < s.epoch < 40 for s in stopped), [s.epoch for s in stopped]
 
     again = client.submit(spec)
     assert again.submit_report.queued == 3
-    assert again.wait(timeout=300, poll_seconds=0.5).counts["succeeded"] == 3
+    assert finish(cluster, again, pace.deadline(epochs=40, runs=3)).counts["succeeded"] == 3
     for before in stopped:
         metrics = RunMetrics.model_validate(client.store.get_json(f"runs/{before.run_id}/metrics.json"))
         assert [h.epoch for h in metrics.history] == list(range(1, 41))
@@ -189,11 +173,13 @@ def test_a_pickled_message_is_refused_and_never_executed(cluster):
         queue=cluster["queue"],
         serializer="pickle",
     )
-    deadline = time.monotonic() + 30
-    while "application/x-python-serialize" not in cluster["workers"].text():
-        assert time.monotonic() < deadline, "the workers never saw the pickled message"
-        time.sleep(0.2)
-    time.sleep(2)
+    workers = cluster["workers"]
+    wait_until(lambda: "application/x-python-serialize" in workers.text(), cluster["pace"].deadline(),
+               "the workers to see the pickled message", workers.diagnostics)
+    # and once it is off the queue with no worker running anything, it never ran
+    broker = redis.Redis.from_url(BROKER)
+    wait_until(lambda: broker.llen(cluster["queue"]) == 0 and not workers.busy(), cluster["pace"].deadline(),
+               "the workers to be idle", workers.diagnostics)
     assert not client.store.exists(f"runs/{run_id}/status.json")
     assert "ContentDisallowed" in cluster["workers"].text() or "disallowed" in cluster["workers"].text().lower()
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 
-import boto3
 import pytest
 
 from service.client import AblationClient
 from service.records import RunStatus
-from service.settings import get_settings
-from tests.cluster import Workers
-from tests.conftest import use_s3_endpoint
+from tests.cluster import wait_study
 
 RUNS = 300
 SPEC = {
@@ -27,37 +22,28 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def workers(s3_server, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        use_s3_endpoint(monkeypatch, s3_server)
-        bucket = f"ablate-load-{uuid.uuid4().hex[:10]}"
-        boto3.client("s3").create_bucket(Bucket=bucket)
-        monkeypatch.setenv("ABLATE_STORE", f"s3://{bucket}/r")
-        monkeypatch.setenv("ABLATE_QUEUE", f"load-{uuid.uuid4().hex[:8]}")
-        monkeypatch.setenv("ABLATE_BROKER_URL", "redis://127.0.0.1:6379/0")
-        get_settings.cache_clear()
-        started = Workers(dict(os.environ), tmp_path_factory.mktemp("load-logs"))
-        try:
-            started.wait_ready()
-            yield started
-        finally:
-            started.stop()
-            get_settings.cache_clear()
+def cluster(cluster_env):
+    """The session's shared cluster (tests/integration/conftest.py): two workers, measured pace."""
+    return cluster_env
 
 
-def test_three_hundred_runs_each_succeed_exactly_once(workers):
+def test_three_hundred_runs_each_succeed_exactly_once(cluster):
+    workers = cluster["workers"]
     client = AblationClient()
+    # The store and the logs are shared with other modules: what was there before is not ours.
+    before = {key for key in client.store.list("runs/") if key.endswith("/metrics.json")}
+    mark = workers.mark()
     study = client.submit(SPEC)
     assert study.submit_report.queued == RUNS
-    final = study.wait(timeout=900, poll_seconds=2)
+    final = wait_study(workers, client, study, cluster["pace"].deadline(epochs=1, runs=RUNS), poll=2)
     assert final.counts["succeeded"] == RUNS, final
 
-    metrics = [key for key in client.store.list("runs/") if key.endswith("/metrics.json")]
+    metrics = [key for key in client.store.list("runs/") if key.endswith("/metrics.json") and key not in before]
     assert len(metrics) == RUNS
     assert {key.split("/")[1] for key in metrics} == set(study.run_ids)
     # each run started and succeeded once: one attempt, one "run succeeded" line
     events = Counter()
-    for line in workers.text().splitlines():
+    for line in workers.text(since=mark).splitlines():
         if line.startswith("{"):
             event = json.loads(line)
             if event.get("event") in ("run started", "run succeeded"):

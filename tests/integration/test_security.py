@@ -109,20 +109,8 @@ class DebugWorkers(Workers):
     """Workers whose Celery logging is at debug too (`ablate worker -l debug`), so the scan
     covers Celery's and kombu's most verbose output as well as ours (ABLATE_LOG_LEVEL=debug)."""
 
-    def add(self) -> subprocess.Popen:
-        index = len(self.processes)
-        log = self.logs_dir / f"worker{index}.log"
-        self.logs.append(log)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--gpus", "none", "-c", "1", "-l", "debug", "-n", f"sec{index}-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=REPO,
-            env=self.env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
+    def command(self, name: str) -> list[str]:
+        return [*super().command(name), "-l", "debug"]
 
 
 @pytest.fixture(scope="module")
