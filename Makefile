@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STORE ?= ablate-results
 
-.PHONY: demo test lint bench bench-diagnosis clean browser
+.PHONY: demo test test-stress lint bench bench-diagnosis clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/ruff check service workers tests bench
 	$(BIN)/pytest -q
+
+# The integration tests with worker clusters, 5 rounds in a row beside a CPU hog (issue 14).
+test-stress: $(STAMP)
+	$(BIN)/python tests/stress.py --rounds 5
 
 # The report's browser test opens index.html in Debian's headless Chromium.
 browser:
