@@ -12,6 +12,7 @@ import sys
 
 import structlog
 from celery.signals import worker_init, worker_shutting_down
+from kombu.transport import TRANSPORT_ALIASES
 
 from service.factories import deny_by_default
 from service.logs import configure_logging
@@ -22,8 +23,9 @@ settings = get_settings()
 configure_logging(settings.log_level, settings.log_format)
 app = make_celery(settings, include=["workers.tasks"])
 # kombu's Redis transport, except that a message it cannot read is rejected instead of
-# stopping the worker (workers/transport.py); the client sends with kombu's own.
-app.conf.broker_transport = "workers.transport:Transport"
+# stopping the worker (workers/transport.py). Registered under the URL schemes themselves, so
+# the worker's banner and logs still name the broker redis:// or rediss://.
+TRANSPORT_ALIASES.update(redis="workers.transport:Transport", rediss="workers.transport:Transport")
 if not settings.data_roots:
     # Without roots a spec may name any path this worker can read, and the errors it gets back
     # (file not found, not an image...) tell a remote submitter which paths exist here.

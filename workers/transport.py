@@ -8,7 +8,7 @@ already popped: dropping it is its acknowledgement), logged with its reason and 
 Redis (`ablate:rejected_messages`), and the worker goes on consuming. So is a readable envelope
 that Celery's own handling raises on (malformed headers): it is acknowledged, never redelivered.
 
-Selected by `workers.app` (`broker_transport`); the client keeps kombu's own transport.
+Registered by `workers.app` for the redis:// and rediss:// schemes, in worker processes only.
 """
 
 from __future__ import annotations
