@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from service.cli import cli
-from service.cli.output import console
+from service.cli.output import console, errors
 from service.errors import AblateError
 from service.records import study_key
 
@@ -58,10 +58,18 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _watch(study: Study, timeout: float | None = None) -> StudyStatus:
+def _watch(study: Study, client: AblationClient, timeout: float | None = None) -> StudyStatus:
+    from service.queue_watch import QueueWatch
+
+    def warn(message: str) -> None:
+        errors.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False)
+
+    settings = client.settings
+    watch = QueueWatch(client.celery, settings.queue, settings.broker_url_redacted(), warn)
     with Live(console=console, auto_refresh=False) as live:
         def show(status: StudyStatus) -> None:
             live.update(status_table(status), refresh=True)
+            watch.check(unfinished=not status.complete)
 
         final = study.wait(timeout=timeout, on_progress=show)
     console.print()
@@ -89,7 +97,7 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
     )
     console.print(f"follow it with: ablate status {study.study_id} --watch")
     if wait:
-        final = _watch(study)
+        final = _watch(study, client)
         from service.cli.reporting import write_report_with_status
 
         console.print(f"report: {escape(write_report_with_status(client.store, study.study_id))}")
@@ -99,13 +107,15 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
 
 @cli.command()
 @study_argument
-@click.option("--watch", is_flag=True, help="Refresh until every run finished.")
+@click.option("--watch", is_flag=True, help="Refresh until every run finished; warn while no worker consumes the queue.")
 @store_option
-def status(study_id: str, watch: bool, store: str | None) -> None:
+@broker_option
+def status(study_id: str, watch: bool, store: str | None, broker: str | None) -> None:
     """Progress of STUDY: runs per variant and state, epochs of running runs, ETA."""
-    study = _client(store).study(study_id)
+    client = _client(store, broker)
+    study = client.study(study_id)
     if watch:
-        _watch(study)
+        _watch(study, client)
     else:
         console.print(status_table(study.status()))
 
