@@ -264,8 +264,8 @@ def _train(
         status.diverged_epoch = recorder.diverged_epoch
         status.error = f"loss became NaN or infinite at epoch {recorder.diverged_epoch}"
         _record_memory(status)
-        fence()
-        _tensorboard(store, run_spec, status, None, bound)
+        if still_owner is None or still_owner():  # a stale attempt leaves the owner's files be
+            _tensorboard(store, run_spec, status, None, bound)
         write_status(store, status)
         bound.warning("run diverged", epoch=recorder.diverged_epoch)
         return RunResult(run_spec.run_id, "diverged", False, None, recorder.diverged_epoch, status.error)

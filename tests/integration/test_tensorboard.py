@@ -120,3 +120,22 @@ def test_hparam_values_flatten_the_config_to_dotted_scalars(tiny_spec):
     assert values["model.dense.count"] == 2
     assert values["dataset.kind"] == "digits"
     assert all(isinstance(v, (bool, int, float, str)) for v in values.values())
+
+
+def test_a_diverged_run_has_its_session_and_no_test_metrics(tiny_spec, tmp_path):
+    tiny_spec["optimizer"] = {"name": "sgd", "learning_rate": 10.0, "momentum": 0.9}
+    tiny_spec["dataset"]["scale"] = "none"  # raw 0..16 pixels make the blow-up certain
+    tiny_spec["model"] = {
+        "conv_blocks": [{"filters": 8, "activation": "leaky_relu", "pooling": "none"}],
+        "dense": [16],
+        "dense_activation": "leaky_relu",
+    }
+    store = LocalStore(tmp_path / "store")
+    spec = only_run(tiny_spec)
+    assert run(spec, store).state == "diverged"
+    root = tmp_path / "store" / "runs" / spec.run_id / "tensorboard"
+    session = read(root)
+    assert session_hparams(session)["values"]["optimizer.learning_rate"] == pytest.approx(10.0)
+    assert "test_accuracy" not in session.Tags()["tensors"]
+    # The NaN loss of the diverged epoch is left out, not written as NaN.
+    assert "epoch_loss" not in read(root / "train").Tags()["tensors"]
