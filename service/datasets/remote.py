@@ -34,17 +34,29 @@ def fetch(uri: str, field: str, folder: bool) -> Path:
             keys = [k for k in store.list("") if not k.endswith("/")]
             if not keys:
                 raise DatasetError(field, f"{uri}: folder not found (no objects under this prefix)")
-            identity = "\n".join(f"{k}\t{store.etag(k)}" for k in keys)
+            heads = {k: store.head(k) for k in keys}
+            _check_size(uri, sum(size for _, size in heads.values()), field)
+            identity = "\n".join(f"{k}\t{heads[k][0]}" for k in keys)
             return _cached(cache, uri, identity, lambda tmp: _download_all(store, keys, tmp))
         parent, _, name = key.rpartition("/")
         store = S3Store(f"s3://{bucket}/{parent}" if parent else f"s3://{bucket}")
-        etag = store.etag(name)
+        etag, size = store.head(name)
+        _check_size(uri, size, field)
         entry = _cached(cache, uri, etag, lambda tmp: store.get_file(name, tmp / name))
         return entry / name
     except KeyNotFound:
         raise DatasetError(field, f"{uri}: file not found") from None
     except StoreError as exc:
         raise DatasetError(field, f"{uri}: {exc}") from None
+
+
+def _check_size(uri: str, size: int, field: str) -> None:
+    """Before downloading: the objects' sizes against ABLATE_MAX_DATASET_BYTES."""
+    from service.settings import get_settings
+
+    limit = get_settings().max_dataset_bytes
+    if size > limit:
+        raise DatasetError(field, f"{uri}: {size} bytes, more than the {limit} allowed (ABLATE_MAX_DATASET_BYTES)")
 
 
 def _cached(cache: Path, uri: str, identity: str, download) -> Path:

@@ -307,12 +307,16 @@ class S3Store(Store):
     @_outlasting_outages
     def etag(self, key: str) -> str:
         """The object's ETag (content identity for caching), without its quotes."""
+        return self.head(key)[0]
+
+    def head(self, key: str) -> tuple[str, int]:
+        """(ETag without its quotes, size in bytes) of the object, without downloading it."""
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=self._object_key(key))
         except Exception as exc:
             raise self._error(exc, "HeadObject", key) from None
         self._bucket_seen = True
-        return str(head["ETag"]).strip('"')
+        return str(head["ETag"]).strip('"'), int(head.get("ContentLength", 0))
 
     # -- errors -------------------------------------------------------------------------------
 
