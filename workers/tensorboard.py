@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import tensorflow as tf
-from tensorboard.plugins.hparams import api as hp
+from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from service.identity import RunSpec
 from service.records import EpochRecord, TestMetrics, run_key
@@ -85,32 +87,28 @@ def write_events(
 
 
 def _write_local(root: Path, run_spec: RunSpec, history: list[EpochRecord], test, started_at) -> None:
-    session = tf.summary.create_file_writer(str(root))
-    train = tf.summary.create_file_writer(str(root / "train"))
-    validation = tf.summary.create_file_writer(str(root / "validation"))
+    # TensorBoard's own event writer and summary protos: the files tf.summary writes, without an
+    # eager TensorFlow op per value (1 ms each, 3% of a 20-epoch tiny run; this is 15 times less).
+    session, train, validation = (EventFileWriter(str(folder)) for folder in (root, root / "train", root / "validation"))
+    now = time.time()
     try:
-        with session.as_default():
-            hp.hparams(
-                hparam_values(run_spec),
-                trial_id=run_spec.run_id,
-                start_time_secs=started_at if started_at is not None else time.time(),
-            )
-            if test is not None:
-                # Beside the session, for the HParams table's metric columns.
-                final = history[-1].epoch if history else 0
-                tf.summary.scalar("test_accuracy", test.accuracy, step=final)
-                tf.summary.scalar("test_loss", test.loss, step=final)
+        start = hparams_pb(hparam_values(run_spec), trial_id=run_spec.run_id,
+                           start_time_secs=started_at if started_at is not None else now)
+        session.add_event(event_pb2.Event(wall_time=now, step=0, summary=start))
+        if test is not None:
+            # Beside the session, for the HParams table's metric columns.
+            final = history[-1].epoch if history else 0
+            for tag, value in (("test_accuracy", test.accuracy), ("test_loss", test.loss)):
+                session.add_event(event_pb2.Event(wall_time=now, step=final, summary=scalar_pb(tag, value)))
         for record in history:
-            _scalars(train, record.epoch, record.loss, record.accuracy, record.learning_rate)
-            _scalars(validation, record.epoch, record.val_loss, record.val_accuracy, None)
+            _scalars(train, now, record.epoch, record.loss, record.accuracy, record.learning_rate)
+            _scalars(validation, now, record.epoch, record.val_loss, record.val_accuracy, None)
     finally:
         for writer in (session, train, validation):
-            writer.flush()
-            writer.close()
+            writer.close()  # flushes
 
 
-def _scalars(writer, epoch: int, loss: float | None, accuracy: float | None, learning_rate: float | None) -> None:
-    with writer.as_default(step=epoch):
-        for tag, value in (("epoch_loss", loss), ("epoch_accuracy", accuracy), ("epoch_learning_rate", learning_rate)):
-            if value is not None:  # a diverged epoch's loss is recorded as missing, not NaN
-                tf.summary.scalar(tag, value)
+def _scalars(writer: EventFileWriter, now: float, epoch: int, loss, accuracy, learning_rate) -> None:
+    for tag, value in (("epoch_loss", loss), ("epoch_accuracy", accuracy), ("epoch_learning_rate", learning_rate)):
+        if value is not None:  # a diverged epoch's loss is recorded as missing, not NaN
+            writer.add_event(event_pb2.Event(wall_time=now, step=epoch, summary=scalar_pb(tag, value)))
