@@ -85,10 +85,8 @@ def summary_table(rows: list[VariantSummary], title: str) -> Table:
         accuracy = (
             f"{row.mean_accuracy:.4f} ± {row.std_accuracy:.4f}" if row.mean_accuracy is not None else "—"
         )
-        if row.delta is None:
-            delta = "" if row.name == BASELINE else "—"
-        else:  # uncoloured: significance is the report's to judge (ablate report)
-            delta = f"{row.delta:+.4f}"
+        # uncoloured: significance is the report's to judge (ablate report)
+        delta = f"{row.delta:+.4f}" if row.delta is not None else ("" if row.name == BASELINE else "—")
         notes = []
         if row.diverged:
             notes.append(f"{row.diverged} diverged")
