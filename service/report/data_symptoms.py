@@ -10,7 +10,12 @@ import numpy as np
 
 from service.report.contrast import Study
 from service.report.models import DatasetFacts, RunRecord, Symptom
-from service.report.rules.thresholds import COLLAPSE_RECALL, IMBALANCE_RATIO, UNSCALED_MAX
+from service.report.rules.thresholds import (
+    COLLAPSE_RECALL,
+    GROSS_UNSCALED_MAX,
+    IMBALANCE_RATIO,
+    UNSCALED_MAX,
+)
 from service.report.wording import pct
 
 # Classes
@@ -117,8 +122,11 @@ def unscaled_input(study: Study, found: list[Symptom]) -> Symptom | None:
     ]
     train = study.baseline.train_accuracy.mean
     stake = 0.0
+    unfit = 1.0 - train if train is not None else 0.0
     if trouble:  # what training unscaled inputs costs: at least the training set it cannot fit
-        stake = max(max(s.stake for s in trouble), 1.0 - train if train is not None else 0.0)
+        stake = max(max(s.stake for s in trouble), unfit)
+    elif facts.scale == "none" and facts.raw_max > GROSS_UNSCALED_MAX:
+        stake = unfit  # inputs in the hundreds or thousands: whatever the model cannot fit
     evidence: dict[str, Any] = {
         "raw_min": facts.raw_min,
         "raw_max": facts.raw_max,
@@ -131,6 +139,8 @@ def unscaled_input(study: Study, found: list[Symptom]) -> Symptom | None:
             + (
                 f", and the baseline trains badly ({trouble[0].title.lower()})."
                 if trouble
+                else f"; the baseline fits {pct(train)} of its training set."
+                if stake
                 else "; the baseline trains well regardless."
             )
         )

@@ -488,3 +488,19 @@ def test_a_promising_change_alone_is_never_a_cause():
         seeds=3,
     )
     assert summary.causes == []
+
+
+def test_inputs_in_the_thousands_are_the_cause_when_the_model_does_not_fit_its_training_set():
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.88, "gap": 0.03}},
+        dataset=clean_facts(scale="none", raw_max=4000.0),
+    )
+    assert causes(summary) == ["unscaled_input"] and summary.causes[0].gain > 0.05
+
+
+def test_inputs_in_the_thousands_on_a_model_that_fits_them_are_a_fact():
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.97, "gap": 0.025}},
+        dataset=clean_facts(scale="none", raw_max=4000.0),
+    )
+    assert summary.causes == [] and [f.rule for f in summary.facts] == ["unscaled_input"]

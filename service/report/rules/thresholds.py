@@ -63,3 +63,6 @@ FALLING_SHARE = 0.8
 FALLING_DROP = 0.02
 """A training loss that falls in at least FALLING_SHARE of the epochs, by FALLING_DROP
 (relative) in all: training moves, slowly."""
+GROSS_UNSCALED_MAX = 100.0
+"""Raw inputs above this with scale 'none' are a scaling error whatever the training shows:
+the accuracy the model fails to fit on its training set is at stake."""
