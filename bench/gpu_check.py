@@ -112,7 +112,7 @@ def child_memory_cap(args: dict) -> dict:
 def child_train(args: dict) -> dict:
     """One short run through workers.runner.run; what it recorded."""
     from service.plan import build_plan
-    from service.records import read_metrics
+    from service.lifecycle import read_metrics
     from service.spec import spec_from_data
     from service.store import LocalStore
     from workers.gpus import process_memory_mb

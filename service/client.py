@@ -26,9 +26,7 @@ import redis
 
 from service.control import RunControl, redis_client
 from service.errors import AblateError, KeyNotFound
-from service.plan import Plan, build_plan
-from service.queue import TRAIN_TASK, make_celery
-from service.records import (
+from service.lifecycle import (
     TERMINAL_STATES,
     RunStatus,
     read_metrics,
@@ -38,6 +36,8 @@ from service.records import (
     utcnow,
     write_status,
 )
+from service.plan import Plan, build_plan
+from service.queue import TRAIN_TASK, make_celery
 from service.settings import Settings, get_settings
 from service.spec import StudySpec, load_spec, spec_from_data
 from service.store import Store, open_store

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from service.lifecycle import TERMINAL_STATES, read_metrics, read_status, run_key
 from service.plan import Plan
-from service.records import TERMINAL_STATES, read_metrics, read_status, run_key
 from service.store import Store, open_store
 from service.study_record import save_study
 

@@ -21,19 +21,13 @@ from service import datasets
 from service.errors import DatasetError, SpecError
 from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
+from service.lifecycle import StudyDocument, Variant
 from service.spec.load import format_errors
 from service.spec.models import StudySpec, TrainConfig
 from service.spec.shapes import ShapeError, check_model
 from service.text import cut, escape_unsafe, printable
 
 BASELINE = "baseline"
-
-
-class Variant(BaseModel):
-    name: str
-    factor: str | None
-    overrides: dict[str, Any]
-    run_ids: list[str]
 
 
 class Plan(BaseModel):
@@ -46,14 +40,18 @@ class Plan(BaseModel):
     def run_count(self) -> int:
         return len(self.runs)
 
+    def document(self) -> StudyDocument:
+        """`studies/{study_id}/study.json` for this plan."""
+        return StudyDocument(
+            study_id=self.study_id,
+            spec=self.spec.model_dump(mode="json"),
+            variants=self.variants,
+            run_ids=sorted(self.runs),
+        )
+
     def study_document(self) -> dict[str, Any]:
-        """The contents of `studies/{study_id}/study.json`."""
-        return {
-            "study_id": self.study_id,
-            "spec": self.spec.model_dump(mode="json"),
-            "variants": [variant.model_dump(mode="json") for variant in self.variants],
-            "run_ids": sorted(self.runs),
-        }
+        """The contents of `studies/{study_id}/study.json`, as JSON."""
+        return self.document().model_dump(mode="json")
 
 
 def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:

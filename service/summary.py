@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from rich.markup import escape
 from rich.table import Table
 
+from service.lifecycle import read_metrics, read_status
 from service.plan import BASELINE, Plan
-from service.records import read_metrics, read_status
 from service.store.base import Store
 
 

@@ -196,7 +196,7 @@ def _task_line(task: dict) -> str:
 
 
 def _statuses(store, run_ids) -> str:
-    from service.records import read_status
+    from service.lifecycle import read_status
 
     lines = []
     for run_id in run_ids:
@@ -230,7 +230,7 @@ def calibrate(workers: Workers, client, ceiling: float = 600) -> Pace:
     """Measure the cluster's pace with a warm-up study of one tiny run per worker (which also
     loads TensorFlow in each pool process before the tests time anything). `ceiling` bounds
     the measurement itself, on a machine whose speed is not known yet."""
-    from service.records import RunMetrics
+    from service.lifecycle import RunMetrics
     from tests.conftest import TINY
 
     count = len(workers.alive())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from service.records import EpochRecord, RunMetrics, RunStatus, TestMetrics
+from service.lifecycle import EpochRecord, RunMetrics, RunStatus, TestMetrics
 from service.report.configs import apply_overrides
 from service.report.models import DatasetFacts, RunRecord, StudyData, VariantRecord
 from service.spec.models import TrainConfig

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.records import EpochRecord, RunMetrics, RunStatus, TestMetrics
+from service.lifecycle import EpochRecord, RunMetrics, RunStatus, TestMetrics
 from service.report.models import (
     Cause,
     Comparison,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import keras
 
-from service.records import EpochRecord, RunStatus, write_status
+from service.lifecycle import EpochRecord, RunStatus, write_status
 from service.spec.models import ReduceOnPlateau, TrainConfig
 from service.store.base import Store
 from workers import checkpoint

@@ -22,7 +22,7 @@ import structlog
 from service import datasets
 from service.errors import AblateError
 from service.identity import RunSpec
-from service.records import (
+from service.lifecycle import (
     TERMINAL_STATES,
     EpochRecord,
     RunMetrics,

@@ -22,7 +22,7 @@ from service.control import RunControl, RunLease, redis_client
 from service.errors import AblateError, StoreError
 from service.identity import RunSpec
 from service.queue import TRAIN_TASK
-from service.records import RunStatus, read_status, write_status
+from service.lifecycle import RunStatus, read_status, write_status
 from service.store import open_store
 from workers.app import app, draining, settings, time_up, watch_soft_time_limit
 from workers.gpus import DeviceError

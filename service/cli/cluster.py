@@ -19,7 +19,7 @@ from rich.table import Table
 from service.cli import cli
 from service.cli.output import console, errors
 from service.errors import AblateError
-from service.records import study_key
+from service.lifecycle import study_key
 
 if TYPE_CHECKING:
     from service.client import AblationClient, Study, StudyStatus

@@ -76,5 +76,5 @@ def _text(value: str, limit: int = 40) -> str:
 
 
 def _when(stamp: str | None) -> str:
-    # ISO 8601 in UTC (service.records.utcnow): date and minutes are enough to order by eye.
+    # ISO 8601 in UTC (service.lifecycle.utcnow): date and minutes are enough to order by eye.
     return stamp[:16].replace("T", " ") if stamp else "—"

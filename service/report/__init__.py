@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from service.errors import KeyNotFound, StoreError
-from service.records import read_metrics, read_status, run_key, study_key
+from service.lifecycle import read_metrics, read_status, run_key, study_key
 from service.report.models import RunRecord, StudyData, Summary, VariantRecord
 from service.spec import spec_from_data
 from service.store.base import Store

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from service.records import RunMetrics, RunStatus
+from service.lifecycle import RunMetrics, RunStatus
 
 SUMMARY_SCHEMA_VERSION = 2
 

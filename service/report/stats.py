@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from service.records import EpochRecord, RunMetrics
+from service.lifecycle import EpochRecord, RunMetrics
 from service.report.models import Comparison, Curves, MetricStats, VariantRecord, VariantStats
 
 MAX_SEEDS = 10_000

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from service.plan import build_plan
-from service.records import RunMetrics, RunStatus
+from service.lifecycle import RunMetrics, RunStatus
 from service.report.models import Summary
 from service.spec import load_spec
 

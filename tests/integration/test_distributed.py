@@ -17,7 +17,7 @@ import yaml
 
 from service.client import AblationClient
 from service.errors import StoreError
-from service.records import RunMetrics, read_status
+from service.lifecycle import RunMetrics, read_status
 from tests.cluster import wait_study
 from tests.conftest import REPO, TINY
 from tests.waits import wait_until

@@ -16,7 +16,7 @@ import pytest
 
 from service.client import AblationClient
 from service.queue import TRAIN_TASK, make_celery
-from service.records import RunMetrics, read_status
+from service.lifecycle import RunMetrics, read_status
 from service.settings import Settings, get_settings
 from tests.cluster import Workers, calibrate, wait_study
 from tests.conftest import REPO, TINY, use_s3_endpoint

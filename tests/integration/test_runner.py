@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.plan import build_plan
-from service.records import RunMetrics, read_status, run_key
+from service.lifecycle import RunMetrics, read_status, run_key
 from service.spec import spec_from_data
 from service.store import LocalStore
 from workers import checkpoint

@@ -12,7 +12,7 @@ import keras
 import pytest
 
 from service import datasets
-from service.records import RunMetrics, read_status, run_key
+from service.lifecycle import RunMetrics, read_status, run_key
 from service.store import LocalStore
 from tests.integration.test_runner import only_run
 from workers import checkpoint, devices, runner

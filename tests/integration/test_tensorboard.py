@@ -12,8 +12,8 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
 from service.plan import build_plan
-from service.records import EpochRecord, RunMetrics, run_key
-from service.records import TestMetrics as StoredTestMetrics
+from service.lifecycle import EpochRecord, RunMetrics, run_key
+from service.lifecycle import TestMetrics as StoredTestMetrics
 from service.spec import spec_from_data
 from service.store import LocalStore, open_store
 from workers.runner import run

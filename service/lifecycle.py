@@ -1,0 +1,322 @@
+"""What state a run is in, who may move it, and the documents that cross a boundary.
+
+One owner (DESIGN.md, "Run lifecycle"): `RunState` and its predicates, the effective state of a
+run read from the store (`metrics.json` present = succeeded, beats `status.json`; no status =
+queued), and typed, versioned pydantic models of every document the control side and the
+workers exchange: `study.json`, `run.json`, `status.json`, `metrics.json` and the queue message.
+
+Layout: `runs/{run_id}/run.json, status.json, checkpoints/, model.keras, metrics.json` and
+`studies/{study_id}/study.json, rounds/, report/`. `metrics.json` is written once, last.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service.errors import KeyNotFound, StoreError
+from service.identity import RunSpec
+from service.store.base import Store
+
+DOCUMENT_VERSION = 1
+"""Version of the documents below; a reader refuses a newer one instead of misreading it."""
+
+
+class RunState(str, Enum):
+    """The states of a run (DESIGN.md). A `str`, so stored JSON and comparisons keep plain words."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        """No attempt is training or will train it unless it is submitted again."""
+        return self not in (RunState.QUEUED, RunState.RUNNING)
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or training: an attempt owns it (or will)."""
+        return not self.is_final
+
+    @property
+    def is_reusable(self) -> bool:
+        """Its result is final: reused by every study that plans it, never retrained. A failed
+        or cancelled run is final too, but trains again when submitted again."""
+        return self in (RunState.SUCCEEDED, RunState.DIVERGED)
+
+
+STATES: tuple[RunState, ...] = tuple(RunState)
+FINAL_STATES = frozenset(state for state in RunState if state.is_final)
+ACTIVE_STATES = frozenset(state for state in RunState if state.is_active)
+REUSABLE_STATES = frozenset(state for state in RunState if state.is_reusable)
+TERMINAL_STATES = REUSABLE_STATES  # the name earlier versions used
+
+
+class DocumentError(StoreError):
+    """A stored document is unreadable or is not what its key says; the message names the key."""
+
+
+def run_key(run_id: str, name: str) -> str:
+    return f"runs/{run_id}/{name}"
+
+
+def study_key(study_id: str, name: str) -> str:
+    return f"studies/{study_id}/{name}"
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Document(BaseModel):
+    """A versioned document; older documents (without the field) read as version 1."""
+
+    schema_version: int = DOCUMENT_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _readable_version(cls, version: int) -> int:
+        if not 1 <= version <= DOCUMENT_VERSION:
+            raise ValueError(
+                f"schema_version {version}: this version of ablate reads 1 to {DOCUMENT_VERSION}"
+                + (" (upgrade ablate)" if version > DOCUMENT_VERSION else "")
+            )
+        return version
+
+
+class EpochRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int
+    """1-based epoch number."""
+    loss: float | None
+    accuracy: float | None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    learning_rate: float
+    epoch_seconds: float
+
+
+class RunStatus(Document):
+    """`runs/{run_id}/status.json`, rewritten at every state change and every epoch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    state: RunState
+    attempt: int = 0
+    epoch: int = 0
+    epochs: int = 0
+    updated_at: str = Field(default_factory=utcnow)
+    task_id: str | None = None
+    """The queue message that owns the run; older messages for the run are stale and skipped."""
+    queued_at: str | None = None
+    """When the client queued the run (distributed mode)."""
+    started_at: str | None = None
+    """When the current attempt started training."""
+    worker: str | None = None
+    error: str | None = None
+    diverged_epoch: int | None = None
+    resumed_from_epoch: int | None = None
+    restart_reason: str | None = None
+    """Why this attempt trained from scratch although a checkpoint was stored (another precision
+    policy, say); also in metrics.json's environment."""
+    gpu_memory_peak_mb: float | None = None
+    """A failed run's allocator peak (a successful run's is in metrics.json's environment)."""
+    gpu_memory_driver_mb: float | None = None
+    """A failed run's process GPU memory as the driver reports it (context included)."""
+    history: list[EpochRecord] = Field(default_factory=list)
+
+    @classmethod
+    def after(cls, previous: RunStatus | None, run_id: str, state: RunState, **fields: Any) -> RunStatus:
+        """A fresh status for `run_id` that carries over the attempt count and epoch of `previous`."""
+        carried = {"attempt": previous.attempt, "epoch": previous.epoch} if previous else {}
+        return cls(run_id=run_id, state=state, **{**carried, **fields})
+
+
+class TestMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accuracy: float
+    loss: float
+    per_class_accuracy: list[float | None]
+    """Accuracy per class; None for a class absent from the test split."""
+    confusion_matrix: list[list[int]]
+    """Rows: true class, columns: predicted class."""
+    samples: int
+
+
+class RunMetrics(Document):
+    """`runs/{run_id}/metrics.json`: the result of a succeeded run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    state: Literal["succeeded"] = "succeeded"
+    seed: int
+    epochs_run: int
+    stopped_early: bool
+    attempt: int
+    resumed_from_epoch: int | None
+    history: list[EpochRecord]
+    test: TestMetrics
+    class_names: list[str]
+    timings: dict[str, float]
+    environment: dict[str, Any]
+    finished_at: str = Field(default_factory=utcnow)
+
+
+class Variant(BaseModel):
+    """One variant of a study: a name, the factor it changes (None for the baseline), the
+    overrides it applies to the baseline, and its runs (one per seed)."""
+
+    name: str
+    factor: str | None
+    overrides: dict[str, Any]
+    run_ids: list[str]
+
+
+class StudyDocument(Document):
+    """`studies/{study_id}/study.json`: the spec and its expanded plan. A study planned in
+    rounds (a staged diagnosis) holds the union of every round's variants and runs so far."""
+
+    study_id: str
+    spec: dict[str, Any]
+    variants: list[Variant]
+    run_ids: list[str]
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)
+
+
+class RunDocument(BaseModel):
+    """`runs/{run_id}/run.json`: the run's spec beside its id, for people and the reporter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    schema_version: int
+    config: dict[str, Any]
+    dataset_fingerprint: str
+    seed: int
+
+    @classmethod
+    def of(cls, run: RunSpec) -> RunDocument:
+        return cls.model_validate({"run_id": run.run_id, **run.model_dump(mode="json")})
+
+    def spec(self) -> RunSpec:
+        """The run's spec, validated; its hash must be the stored id (else the document
+        describes another run)."""
+        spec = RunSpec.model_validate(self.model_dump(mode="json", exclude={"run_id"}))
+        if spec.run_id != self.run_id:
+            raise ValueError(f"run.json of {self.run_id} describes run {spec.run_id}")
+        return spec
+
+
+def write_run_document(store: Store, run: RunSpec) -> None:
+    store.put_json(run_key(run.run_id, "run.json"), RunDocument.of(run).model_dump(mode="json"))
+
+
+class TrainMessage(BaseModel):
+    """The keyword arguments of a `train_run` queue message (JSON only). The worker validates
+    every field before acting (workers/message.py); the client builds it from a `RunSpec`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: dict[str, Any]
+    study_id: str
+    store: str
+
+    @classmethod
+    def of(cls, run: RunSpec, study_id: str, store_url: str) -> TrainMessage:
+        return cls(run=run.model_dump(mode="json"), study_id=study_id, store=store_url)
+
+
+Doc = TypeVar("Doc", bound=BaseModel)
+
+
+def read_document(store: Store, key: str, model: type[Doc]) -> Doc:
+    """The document under `key` as `model`; `KeyNotFound` when absent, `DocumentError` naming
+    the key and the first bad field when it is unreadable or describes something else."""
+    data = store.get_json(key)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(document)"
+        raise DocumentError(
+            f"{store.location(key)} is not a {model.__name__} document: {where}: {error['msg']}"
+        ) from None
+
+
+def write_document(store: Store, key: str, document: BaseModel) -> None:
+    store.put_json(key, document.model_dump(mode="json"))
+
+
+def read_study(store: Store, study_id: str) -> StudyDocument:
+    """The study's `study.json`; `KeyNotFound` when there is none."""
+    return read_document(store, study_key(study_id, "study.json"), StudyDocument)
+
+
+def read_status(store: Store, run_id: str) -> RunStatus | None:
+    """The run's status.json, or None when absent. An unreadable status counts as absent: the
+    run starts over cleanly (its checkpoints, if any, are still used)."""
+    try:
+        return RunStatus.model_validate(store.get_json(run_key(run_id, "status.json")))
+    except KeyNotFound:
+        return None
+    except (StoreError, ValueError):
+        return None
+
+
+def write_status(store: Store, status: RunStatus) -> None:
+    status.updated_at = utcnow()
+    store.put_json(run_key(status.run_id, "status.json"), status.model_dump(mode="json"))
+
+
+def read_metrics(store: Store, run_id: str) -> RunMetrics | None:
+    """The run's result, or None when it has none yet; `DocumentError` when unreadable."""
+    try:
+        return read_document(store, run_key(run_id, "metrics.json"), RunMetrics)
+    except KeyNotFound:
+        return None
+
+
+def has_result(store: Store, run_id: str) -> bool:
+    return store.exists(run_key(run_id, "metrics.json"))
+
+
+def effective_state(store: Store, run_id: str) -> tuple[RunState, RunStatus | None]:
+    """The run's state as every reader must see it: `metrics.json` present = succeeded (it is
+    written last, so it beats whatever status.json says); otherwise status.json's state; no
+    status = queued. Returns the status too (None when absent), for its epoch and error."""
+    status = read_status(store, run_id)
+    if status is not None and status.state is RunState.SUCCEEDED:
+        return RunState.SUCCEEDED, status
+    if has_result(store, run_id):
+        return RunState.SUCCEEDED, status
+    return (status.state if status is not None else RunState.QUEUED), status
+
+
+def effective_states(store: Store, run_ids: Iterable[str]) -> dict[str, tuple[RunState, RunStatus | None]]:
+    return {run_id: effective_state(store, run_id) for run_id in run_ids}
