@@ -47,7 +47,20 @@ def local_path(path: str, field: str, folder: bool = False) -> Path:
     except RuntimeError:  # `~someone/...` for a user this machine does not know
         raise DatasetError(field, f"{path}: unknown user in '~'") from None
     check_roots(local, path, field)
-    return local
+    return as_seen_from_here(local)
+
+
+def as_seen_from_here(local: Path) -> Path:
+    """`local`, relative to the working directory when it lies inside it. A spec file's relative
+    paths reach here resolved to absolute ones (`service.spec.paths`); reading them through the
+    shorter form opens the same file, and every message then names the file, and the files of
+    an image folder, as the user types them from here (`images/dog/1.png`, not /home/...)."""
+    if not local.is_absolute():
+        return local
+    try:
+        return local.relative_to(Path.cwd())
+    except (ValueError, OSError):  # outside it, or the working directory is gone
+        return local
 
 
 def data_roots() -> list[Path] | None:

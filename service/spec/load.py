@@ -1,4 +1,8 @@
-"""Read a study spec from YAML/JSON into `StudySpec`, with errors that name the file and field."""
+"""Read a study spec from YAML/JSON into `StudySpec`, with errors that name the file and field.
+
+A spec file's relative dataset paths are read from the file's folder (`service.spec.paths`); a
+spec given as data (`spec_from_data`) keeps them as written, read from the working directory.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pydantic import ValidationError
 from service.errors import SpecError
 from service.files import NotARegularFile, read_regular
 from service.spec.models import StudySpec
+from service.spec.paths import missing, resolve_relative_paths
 from service.text import cut, escape_unsafe, printable
 
 # YAML 1.1 reads `1e-3` as a string; every user means a float, so resolve it as one.
@@ -114,7 +119,8 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a spec file; raises `SpecError` naming the file and each bad field."""
+    """Read and validate a spec file; raises `SpecError` naming the file and each bad field.
+    Relative dataset paths are resolved from the file's folder and must exist."""
     path = Path(path)
     source = str(path)
     try:  # a FIFO, a device or a 3 GB file is refused before a byte of it is read
@@ -128,9 +134,13 @@ def load_spec(path: str | Path) -> StudySpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError(source, [("", "not UTF-8 text")]) from None
-    if path.suffix.lower() == ".json":
-        return spec_from_data(parse_json(text, source), source)
-    return spec_from_data(parse_yaml(text, source), source)
+    data = parse_json(text, source) if path.suffix.lower() == ".json" else parse_yaml(text, source)
+    data, resolved = resolve_relative_paths(data, path.absolute().parent)
+    spec = spec_from_data(data, source)
+    problems = missing(resolved)
+    if problems:  # before anything is planned, naming the path as written and as resolved
+        raise SpecError(source, problems)
+    return spec
 
 
 def parse_json(text: str, source: str) -> Any:
@@ -163,6 +173,9 @@ class _JsonProblem(ValueError):
 
 
 def spec_from_data(data: Any, source: str = "<spec>") -> StudySpec:
+    """Validate a parsed spec. Paths are kept as written: a relative dataset path in data that
+    did not come from a file (the Python client's dict, a stored study.json) is read from the
+    working directory of the process that reads it."""
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else type(data).__name__
         raise SpecError(source, [("", f"a spec must be a mapping of fields, got {kind}")])
