@@ -1,7 +1,8 @@
 """The one Keras callback a run trains with: record the epoch, act on it, persist it.
 
 At each epoch end it appends the epoch to the history, stops a diverged run (NaN/inf loss),
-applies reduce-on-plateau and early stopping with state that survives a resume, and hands a
+applies reduce-on-plateau and early stopping with state that survives a resume, asks the
+caller's hooks whether to stop (cancelled, handed back, out of time, lease lost), and hands a
 copy of the variables to the checkpoint writer, which stores the checkpoint and then streams the
 history into `status.json` while the next epoch trains. It uses epoch hooks only, so Keras never
 syncs the device per batch on its account.
@@ -20,10 +21,14 @@ from service.spec.models import ReduceOnPlateau, TrainConfig
 from service.store.base import Store
 from workers import checkpoint
 from workers.checkpoint import TrainingState
+from workers.hooks import NO_HOOKS, RunHooks, StopReason
 from workers.optim import current_learning_rate, set_learning_rate
 
 
 class EpochRecorder(keras.callbacks.Callback):
+    """Records each epoch and stops training for one `StopReason` (None while it trains on).
+    `hooks` are the caller's questions (cancel, shutdown, time limit, lease fence)."""
+
     def __init__(
         self,
         config: TrainConfig,
@@ -32,10 +37,7 @@ class EpochRecorder(keras.callbacks.Callback):
         state: TrainingState,
         variables: Callable[[], list],
         writer: checkpoint.Writer,
-        should_stop: Callable[[], bool] | None = None,
-        still_owner: Callable[[], bool] | None = None,
-        should_pause: Callable[[], bool] | None = None,
-        time_up: Callable[[], bool] | None = None,
+        hooks: RunHooks = NO_HOOKS,
     ) -> None:
         super().__init__()
         self.config = config
@@ -44,19 +46,15 @@ class EpochRecorder(keras.callbacks.Callback):
         self.state = state
         self.variables = variables
         self.writer = writer
-        self.should_stop = should_stop
-        self.still_owner = still_owner
-        self.should_pause = should_pause
-        self.time_up = time_up
-        self.cancelled = False
-        self.paused = False
-        self.timed_out = False
-        self.lost = False
-        self.diverged_epoch: int | None = None
-        self.stopped_early = False
+        self.hooks = hooks
+        self.stop_reason: StopReason | None = None
         self.checkpoint_seconds = 0.0
         self._started = 0.0
         self._learning_rate = 0.0
+
+    def _stop(self, reason: StopReason) -> None:
+        self.stop_reason = reason
+        self.model.stop_training = True
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._learning_rate = current_learning_rate(self.model.optimizer)
@@ -83,34 +81,25 @@ class EpochRecorder(keras.callbacks.Callback):
 
         if record.loss is None:
             # NaN or inf: the run diverged; nothing after this epoch is worth keeping.
-            self.diverged_epoch = epoch + 1
-            self.model.stop_training = True
+            self._stop(StopReason.DIVERGED)
             self.checkpoint_seconds += time.perf_counter() - started
             return
-        if self.still_owner is not None and not self.still_owner():
+        if not self.hooks.owns_run():
             # A newer attempt owns the run now: write nothing more.
-            self.lost = True
-            self.model.stop_training = True
+            self._stop(StopReason.LEASE_LOST)
             return
         self._reduce_on_plateau(logs)
         self._early_stopping(logs)
         self.state.learning_rate = current_learning_rate(self.model.optimizer)
         values, state = checkpoint.snapshot(self.variables(), self.state)
-        unfinished = epoch + 1 < self.config.training.epochs and not self.model.stop_training
-        if unfinished and self.should_stop is not None and self.should_stop():
+        if self.stop_reason is None and epoch + 1 < self.config.training.epochs:
             # Stop at an epoch boundary, just after this checkpoint: nothing is lost.
-            self.cancelled = True
-            self.model.stop_training = True
-        elif unfinished and self.should_pause is not None and self.should_pause():
-            # The worker is shutting down: hand the run back, to resume from this checkpoint.
-            self.paused = True
-            self.model.stop_training = True
-        elif unfinished and self.time_up is not None and self.time_up():
-            self.timed_out = True
-            self.model.stop_training = True
-        # The runner writes the final status of a stopped run, once the writer is done.
-        stopped = self.cancelled or self.paused or self.timed_out
-        status = None if stopped else self.status.model_copy(deep=True)
+            requested = self.hooks.stop_requested()
+            if requested is not None:
+                self._stop(requested)
+        # The runner writes the final status of a stop it was asked for, once the writer is done.
+        requested_stop = self.stop_reason is not None and self.stop_reason.is_requested
+        status = None if requested_stop else self.status.model_copy(deep=True)
         store, run_id = self.store, self.status.run_id
 
         def store_epoch() -> None:
@@ -134,7 +123,9 @@ class EpochRecorder(keras.callbacks.Callback):
             return
         self.state.plateau_wait += 1
         if self.state.plateau_wait > schedule.patience:
-            lowered = max(current_learning_rate(self.model.optimizer) * schedule.factor, schedule.min_lr)
+            lowered = max(
+                current_learning_rate(self.model.optimizer) * schedule.factor, schedule.min_lr
+            )
             set_learning_rate(self.model.optimizer, lowered)
             self.state.plateau_wait = 0
 
@@ -151,8 +142,7 @@ class EpochRecorder(keras.callbacks.Callback):
             return
         self.state.wait += 1
         if self.state.wait > rule.patience:
-            self.stopped_early = True
-            self.model.stop_training = True
+            self._stop(StopReason.EARLY_STOP)
 
 
 def _improved(value: float, best: float | None, monitor: str, min_delta: float) -> bool:

@@ -26,14 +26,18 @@ class InvalidMessage(Exception):
     """The message cannot be a run of ours; the text says which field and why."""
 
 
-def validate_message(run: Any, study_id: Any, store: Any, task_id: Any, worker_store: str) -> RunSpec:
+def validate_message(
+    run: Any, study_id: Any, store: Any, task_id: Any, worker_store: str
+) -> RunSpec:
     """The message's run, once every field is valid; `InvalidMessage` naming the first bad one."""
     if not isinstance(study_id, str) or not STUDY_ID_PATTERN.match(study_id):
         raise InvalidMessage(f"study_id {printable(study_id)} is not a study id")
     if not isinstance(store, str) or not 0 < len(store) <= MAX_STORE_URL:
         raise InvalidMessage(f"store {printable(store)} is not a store URL")
     if store != worker_store:
-        raise InvalidMessage(f"store {printable(store)}: this worker writes to {printable(worker_store)}")
+        raise InvalidMessage(
+            f"store {printable(store)}: this worker writes to {printable(worker_store)}"
+        )
     if not isinstance(run, dict):
         raise InvalidMessage(f"run is a {type(run).__name__}, not a mapping")
     try:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -23,9 +21,9 @@ from service import datasets
 from service.errors import AblateError
 from service.identity import RunSpec
 from service.lifecycle import (
-    TERMINAL_STATES,
     EpochRecord,
     RunMetrics,
+    RunState,
     RunStatus,
     TestMetrics,
     read_metrics,
@@ -33,6 +31,7 @@ from service.lifecycle import (
     run_key,
     utcnow,
     worker_name,
+    write_run_document,
     write_status,
 )
 from service.store.base import Store
@@ -40,6 +39,7 @@ from workers import checkpoint, devices
 from workers.callbacks import EpochRecorder
 from workers.checkpoint import TrainingState
 from workers.environment import describe_environment
+from workers.hooks import NO_HOOKS, LeaseLost, RunHooks, RunResult, StopReason, TimeLimitReached
 from workers.model import build_model
 from workers.optim import build_optimizer, loss_for, set_learning_rate
 from workers.pipeline import eval_dataset, training_dataset
@@ -48,45 +48,23 @@ from workers.tensorboard import write_events
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    state: str
-    reused: bool
-    test_accuracy: float | None = None
-    epochs_run: int = 0
-    error: str | None = None
-
-
-class LeaseLost(AblateError):
-    """This attempt no longer owns the run (its lease expired and a newer attempt took it)."""
-
-
-class TimeLimitReached(AblateError):
-    """The run stopped at an epoch end because its time limit passed (`time_up` said so)."""
+__all__ = ["DatasetChanged", "LeaseLost", "RunHooks", "RunResult", "TimeLimitReached", "run"]
 
 
 class DatasetChanged(AblateError):
     """The data on disk no longer matches the fingerprint the run was planned with."""
 
 
-def run(
-    run_spec: RunSpec,
-    store: Store,
-    should_stop: Callable[[], bool] | None = None,
-    still_owner: Callable[[], bool] | None = None,
-    should_pause: Callable[[], bool] | None = None,
-    time_up: Callable[[], bool] | None = None,
-) -> RunResult:
+def run(run_spec: RunSpec, store: Store, hooks: RunHooks = NO_HOOKS) -> RunResult:
     """Train `run_spec` (or reuse its stored result) and return how it ended.
 
-    `should_stop` is asked after each epoch's checkpoint; when it says yes the run ends as
-    `cancelled` and a later call resumes it from that checkpoint. `should_pause` is asked next
-    (the worker is shutting down): yes ends this attempt as `requeued`, its status back to
-    `queued`, for another attempt to resume from that checkpoint. `still_owner` (the lease's
-    fence) is asked before every write after training starts; when it says no, this attempt is
-    stale and stops with `LeaseLost`, writing nothing. `time_up` is asked last: yes ends the run
-    with `TimeLimitReached` (after that epoch's checkpoint), recorded as failed.
+    After each epoch's checkpoint the recorder asks `hooks` whether to stop, and the runner
+    ends the run for that `StopReason`: cancelled, it ends `cancelled` and a later call resumes
+    it from that checkpoint; handed back (the worker is shutting down), its status goes back to
+    `queued` for another attempt to resume (`RunResult.handed_back`); out of time, it raises
+    `TimeLimitReached`, recorded as failed. The lease's fence (`hooks.owns_run`) is asked
+    before every write once training started: when it says no, this attempt is stale and stops
+    with `LeaseLost`, writing nothing more.
     """
     run_id = run_spec.run_id
     existing = _stored_result(store, run_id)
@@ -97,11 +75,11 @@ def run(
     # Before anything is written: a process that cannot train as configured (pinned to a GPU
     # TensorFlow does not list, a cap it refused) raises a DeviceError and leaves the run queued.
     devices.configure_gpu_memory()
-    store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run_spec.model_dump(mode="json")})
+    write_run_document(store, run_spec)
     previous = read_status(store, run_id)
     status = RunStatus(
         run_id=run_id,
-        state="running",
+        state=RunState.RUNNING,
         attempt=(previous.attempt if previous else 0) + 1,
         epochs=run_spec.config.training.epochs,
         worker=worker_name(),
@@ -111,12 +89,12 @@ def run(
     )
     write_status(store, status)
     try:
-        return _train(run_spec, store, status, bound, should_stop, still_owner, should_pause, time_up)
+        return _train(run_spec, store, status, bound, hooks)
     except LeaseLost:
         bound.warning("lease lost: a newer attempt owns the run; nothing written")
         raise
     except Exception as exc:
-        status.state = "failed"
+        status.state = RunState.FAILED
         status.error = f"{type(exc).__name__}: {exc}"
         _record_memory(status)  # a run that ran out of memory needs its peak most
         write_status(store, status)
@@ -141,27 +119,16 @@ def _record_memory(status: RunStatus) -> None:
 def _stored_result(store: Store, run_id: str) -> RunResult | None:
     metrics = read_metrics(store, run_id)
     if metrics is not None:
-        return RunResult(run_id, "succeeded", True, metrics.test.accuracy, metrics.epochs_run)
+        return RunResult(
+            run_id, RunState.SUCCEEDED, True, metrics.test.accuracy, metrics.epochs_run
+        )
     status = read_status(store, run_id)
-    if status is not None and status.state in TERMINAL_STATES:
+    if status is not None and status.state.is_reusable:
         return RunResult(run_id, status.state, True, None, status.epoch, status.error)
     return None
 
 
-def _train(
-    run_spec: RunSpec,
-    store: Store,
-    status: RunStatus,
-    bound,
-    should_stop: Callable[[], bool] | None,
-    still_owner: Callable[[], bool] | None,
-    should_pause: Callable[[], bool] | None = None,
-    time_up: Callable[[], bool] | None = None,
-) -> RunResult:
-    def fence() -> None:
-        if still_owner is not None and not still_owner():
-            raise LeaseLost(f"run {run_spec.run_id}: a newer attempt owns the run")
-
+def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: RunHooks) -> RunResult:
     started = time.perf_counter()
     config = run_spec.config
     training = config.training
@@ -182,7 +149,9 @@ def _train(
     keras.backend.clear_session(free_memory=False)
     devices.reset_peak_memory()
     keras.utils.set_random_seed(run_spec.seed)
-    precision = devices.choose_precision(training.mixed_precision, devices.gpu_compute_capabilities())
+    precision = devices.choose_precision(
+        training.mixed_precision, devices.gpu_compute_capabilities()
+    )
     keras.mixed_precision.set_global_policy(precision.policy)
     xla = devices.choose_xla(config)
     model = build_model(config, data.info.input_shape, num_classes)
@@ -212,7 +181,9 @@ def _train(
         # Resuming would mix two policies (or fail on float16's loss-scale variables): start
         # over, say why, and drop the old checkpoints so that no later attempt resumes them.
         status.restart_reason = str(changed)
-        bound.warning("checkpoint of another precision policy: restarting", reason=status.restart_reason)
+        bound.warning(
+            "checkpoint of another precision policy: restarting", reason=status.restart_reason
+        )
         checkpoint.discard(store, run_spec.run_id)
         state = None
     if state is None:
@@ -228,11 +199,14 @@ def _train(
     write_status(store, status)
 
     writer = checkpoint.Writer()
-    recorder = EpochRecorder(
-        config, store, status, state, variables, writer, should_stop, still_owner, should_pause, time_up
-    )
+    recorder = EpochRecorder(config, store, status, state, variables, writer, hooks)
     train_data = training_dataset(
-        data.x_train, data.y_train, training.batch_size, run_spec.seed, num_classes, one_hot,
+        data.x_train,
+        data.y_train,
+        training.batch_size,
+        run_spec.seed,
+        num_classes,
+        one_hot,
         drop_remainder=dropped > 0,
     )
     val_data = eval_dataset(data.x_val, data.y_val, training.batch_size, num_classes, one_hot)
@@ -253,42 +227,15 @@ def _train(
         raise
     writer.close()  # every checkpoint stored before the run's final status
     fit_seconds = time.perf_counter() - fit_started
-    if recorder.lost:
-        fence()
-
-    if recorder.timed_out:
-        raise TimeLimitReached(f"the run time limit passed; stopped after epoch {state.epoch}")
-
-    if recorder.diverged_epoch is not None:
-        status.state = "diverged"
-        status.diverged_epoch = recorder.diverged_epoch
-        status.error = f"loss became NaN or infinite at epoch {recorder.diverged_epoch}"
-        _record_memory(status)
-        if still_owner is None or still_owner():  # a stale attempt leaves the owner's files be
-            _tensorboard(store, run_spec, status, None, bound)
-        write_status(store, status)
-        bound.warning("run diverged", epoch=recorder.diverged_epoch)
-        return RunResult(run_spec.run_id, "diverged", False, None, recorder.diverged_epoch, status.error)
-
-    if recorder.cancelled:
-        status.state = "cancelled"
-        write_status(store, status)
-        bound.info("run cancelled", epoch=state.epoch)
-        return RunResult(run_spec.run_id, "cancelled", False, None, state.epoch)
-
-    if recorder.paused:
-        fence()
-        status.state = "queued"
-        status.worker = None
-        write_status(store, status)
-        bound.info("run handed back: the worker is shutting down", epoch=state.epoch)
-        return RunResult(run_spec.run_id, "requeued", False, None, state.epoch)
+    stopped = _stopped(recorder.stop_reason, run_spec, store, status, state, hooks, bound)
+    if stopped is not None:
+        return stopped
 
     eval_started = time.perf_counter()
     test = _evaluate(model, data, training.batch_size, num_classes, one_hot, loss_for(config))
     eval_seconds = time.perf_counter() - eval_started
 
-    fence()
+    hooks.fence(run_spec.run_id)
     with tempfile.TemporaryDirectory(prefix="ablate-") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
@@ -300,7 +247,8 @@ def _train(
         run_id=run_spec.run_id,
         seed=run_spec.seed,
         epochs_run=state.epoch,
-        stopped_early=recorder.stopped_early or _finished_early(state, config),
+        stopped_early=recorder.stop_reason is StopReason.EARLY_STOP
+        or _finished_early(state, config),
         attempt=status.attempt,
         resumed_from_epoch=status.resumed_from_epoch,
         history=status.history,
@@ -327,19 +275,71 @@ def _train(
             readings["gpu_memory_peak_mb"],
         ),
     )
-    fence()  # the commit: only the attempt holding the newest lease writes the result
+    hooks.fence(run_spec.run_id)  # the commit: only the attempt holding the newest lease writes
     store.put_json(run_key(run_spec.run_id, "metrics.json"), metrics.model_dump(mode="json"))
-    status.state = "succeeded"
+    status.state = RunState.SUCCEEDED
     write_status(store, status)
     bound.info("run succeeded", test_accuracy=test.accuracy, epochs=state.epoch)
-    return RunResult(run_spec.run_id, "succeeded", False, test.accuracy, state.epoch)
+    return RunResult(
+        run_spec.run_id,
+        RunState.SUCCEEDED,
+        False,
+        test.accuracy,
+        state.epoch,
+        stop=recorder.stop_reason,
+    )
 
 
-def _tensorboard(store: Store, run_spec: RunSpec, status: RunStatus, test: TestMetrics | None, bound) -> float:
+def _stopped(
+    reason: StopReason | None,
+    run_spec: RunSpec,
+    store: Store,
+    status: RunStatus,
+    state: TrainingState,
+    hooks: RunHooks,
+    bound,
+) -> RunResult | None:
+    """End a run that stopped before its last epoch for `reason` (every checkpoint is stored by
+    now); None when it goes on to its evaluation (it trained to the end, or stopped early)."""
+    run_id = run_spec.run_id
+    if reason is StopReason.LEASE_LOST:
+        raise LeaseLost(f"run {run_id}: a newer attempt owns the run")
+    if reason is StopReason.TIME_LIMIT:
+        raise TimeLimitReached(f"the run time limit passed; stopped after epoch {state.epoch}")
+    if reason is StopReason.DIVERGED:
+        status.state = RunState.DIVERGED
+        status.diverged_epoch = state.epoch
+        status.error = f"loss became NaN or infinite at epoch {state.epoch}"
+        _record_memory(status)
+        if hooks.owns_run():  # a stale attempt leaves the owner's files be
+            _tensorboard(store, run_spec, status, None, bound)
+        write_status(store, status)
+        bound.warning("run diverged", epoch=state.epoch)
+        return RunResult(run_id, RunState.DIVERGED, False, None, state.epoch, status.error, reason)
+    if reason is StopReason.CANCELLED:
+        status.state = RunState.CANCELLED
+        write_status(store, status)
+        bound.info("run cancelled", epoch=state.epoch)
+        return RunResult(run_id, RunState.CANCELLED, False, None, state.epoch, stop=reason)
+    if reason is StopReason.HANDED_BACK:
+        hooks.fence(run_id)
+        status.state = RunState.QUEUED
+        status.worker = None
+        write_status(store, status)
+        bound.info("run handed back: the worker is shutting down", epoch=state.epoch)
+        return RunResult(run_id, RunState.QUEUED, False, None, state.epoch, stop=reason)
+    return None
+
+
+def _tensorboard(
+    store: Store, run_spec: RunSpec, status: RunStatus, test: TestMetrics | None, bound
+) -> float:
     """Write the run's TensorBoard event files; return the seconds it took. A failure costs the
     run its curves in TensorBoard, not its result: it is logged and the run goes on."""
     started = time.perf_counter()
-    started_at = datetime.fromisoformat(status.started_at).timestamp() if status.started_at else None
+    started_at = (
+        datetime.fromisoformat(status.started_at).timestamp() if status.started_at else None
+    )
     try:
         write_events(store, run_spec, status.history, test, started_at)
     except Exception as exc:
@@ -367,13 +367,18 @@ def _finished_early(state: TrainingState, config) -> bool:
     return rule is not None and state.wait > rule.patience
 
 
-def _evaluate(model: keras.Model, data, batch_size: int, num_classes: int, one_hot: bool, loss) -> TestMetrics:
+def _evaluate(
+    model: keras.Model, data, batch_size: int, num_classes: int, one_hot: bool, loss
+) -> TestMetrics:
     # One pass over the test split: predictions give accuracy, per-class accuracy, the confusion
     # matrix and the loss (cross-entropy on the data, without the L2 penalty). Called eagerly in
     # large batches: `predict` would trace a function for this one pass (0.2 s, 3% of a small run).
     step = 4 * batch_size  # no gradients kept: inference fits where training did
     probabilities = np.concatenate(
-        [keras.ops.convert_to_numpy(model(data.x_test[i : i + step], training=False)) for i in range(0, len(data.x_test), step)]
+        [
+            keras.ops.convert_to_numpy(model(data.x_test[i : i + step], training=False))
+            for i in range(0, len(data.x_test), step)
+        ]
     ).astype(np.float32)
     truth = data.y_test.astype(np.int64)
     targets = np.eye(num_classes, dtype=np.float32)[truth] if one_hot else truth
