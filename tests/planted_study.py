@@ -11,6 +11,7 @@ Everything is drawn from one numpy Generator, so a fixture is fixed by its `rng_
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -207,3 +208,47 @@ def _test(
         accuracy=accuracy, loss=2.3 * (1 - accuracy) + 0.1, per_class_accuracy=per_class,
         confusion_matrix=matrix.tolist(), samples=PER_CLASS * CLASSES,
     )  # fmt: skip
+
+
+def make_grid(
+    factors: list[dict[str, Any]],
+    mean: Any,
+    seeds: int = 4,
+    sd: float = 0.005,
+    states: dict[tuple[int, ...], list[str]] | None = None,
+    baseline_mean: float | None = None,
+    rng_seed: int = 0,
+    base: dict[str, Any] | None = None,
+    dataset: DatasetFacts | None = None,
+) -> StudyData:
+    """A `grid` study as the planner expands it: the baseline, then one variant per combination
+    of the factors' levels (factor 'grid'). `factors` are spec factors ({"path", "values"} or
+    {"name", "values": [mappings]}); `mean(levels)` is a cell's true test accuracy from its level
+    indices; `states` sets the run states of some cells. The cell equal to the baseline shares
+    the baseline's runs, as identical runs do in a real plan; without one the baseline's mean is
+    `baseline_mean`."""
+    base_config = config(base=base)
+    grid = [
+        [{f["path"]: value} if "path" in f else dict(value) for value in f["values"]]
+        for f in factors
+    ]
+    baseline = {"test_accuracy": baseline_mean or 0.9, "sd": sd}
+    variants: dict[str, dict[str, Any]] = {"baseline": baseline}
+    baseline_cell = None
+    for combo in itertools.product(*(range(len(levels)) for levels in grid)):
+        overrides: dict[str, Any] = {}
+        for index, level in enumerate(combo):
+            overrides.update(grid[index][level])
+        name = ", ".join(f"{path}={value}" for path, value in overrides.items())
+        variants[name] = {
+            "overrides": overrides, "factor": "grid", "test_accuracy": mean(combo), "sd": sd,
+            "states": (states or {}).get(combo),
+        }  # fmt: skip
+        if config(overrides, base) == base_config:
+            baseline_cell = name
+    data = make_study(variants, seeds=seeds, rng_seed=rng_seed, base=base, dataset=dataset)
+    spec_factors = [{k: v for k, v in f.items()} for f in factors]
+    data.spec["ablation"] = {"strategy": "grid", "factors": spec_factors, "seeds": seeds}
+    if baseline_cell is not None:
+        data.variants[0].runs = next(v for v in data.variants if v.name == baseline_cell).runs
+    return data

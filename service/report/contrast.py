@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from service.report.configs import Change, changes, flatten, variant_config
-from service.report.models import StudyData, VariantRecord, VariantStats
+from pydantic import ValidationError
+
+from service.report.configs import Change, apply_overrides, changes, flatten, variant_config
+from service.report.models import Comparison, Factorial, StudyData, VariantRecord, VariantStats
+from service.report.stats import variant_stats
+from service.spec.models import TrainConfig
 
 
 @dataclass
@@ -65,8 +69,9 @@ class Contrast:
 
 
 @dataclass
-class Study:
-    """The baseline and every variant that differs from it."""
+class StudyContrasts:
+    """A study as the diagnosis reads it: the baseline and every variant that differs from it
+    (the user-facing study is `service.client.Study`)."""
 
     data: StudyData
     baseline: VariantStats
@@ -81,7 +86,7 @@ class Study:
         return flatten(self.config)
 
 
-def build_study(data: StudyData, stats: list[VariantStats], alpha: float) -> Study:
+def build_study(data: StudyData, stats: list[VariantStats], alpha: float) -> StudyContrasts:
     base_record = data.variants[0]
     base_config = variant_config(data, base_record)
     base_ids = [run.run_id for run in base_record.runs]
@@ -91,13 +96,60 @@ def build_study(data: StudyData, stats: list[VariantStats], alpha: float) -> Stu
         changed = changes(base_config, config)
         if changed and [run.run_id for run in record.runs] != base_ids:
             contrasts.append(Contrast(record, variant, config, changed))
-    return Study(data, stats[0], base_record, base_config, contrasts, alpha)
+    return StudyContrasts(data, stats[0], base_record, base_config, contrasts, alpha)
+
+
+def main_effect_contrasts(study: StudyContrasts, factorial: Factorial | None) -> list[Contrast]:
+    """A grid's main effects as contrasts with the baseline, so the diagnosis reads them with
+    the same rules as a variant: the change is the level's overrides, the comparison is the
+    main effect (averaged over the other factors), the runs are every run at that level."""
+    if factorial is None:
+        return []
+    records = {record.name: record for record in study.data.variants}
+    names = [factor.factor for factor in factorial.factors]
+    found = []
+    for main in factorial.main_effects:
+        index = names.index(main.factor)
+        runs = [
+            run
+            for cell in factorial.cells
+            if cell.levels[index] == main.level and cell.variant in records
+            for run in records[cell.variant].runs
+        ]
+        record = VariantRecord(
+            name=f"{main.factor} = {main.level} (main effect)",
+            factor=main.factor,
+            overrides=main.overrides,
+            runs=runs,
+        )
+        comparison = Comparison(
+            delta=main.delta,
+            ci_low=main.ci_low,
+            ci_high=main.ci_high,
+            p_value=main.p_value,
+            effect_size=None,
+            p_adjusted=main.p_adjusted,
+            significant=main.significant,
+        )
+        stats = variant_stats(record, None).model_copy(update={"vs_baseline": comparison})
+        config = _resolved(study.config, main.overrides)
+        found.append(Contrast(record, stats, config, changes(study.config, config)))
+    return [c for c in found if c.changes]
+
+
+def _resolved(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config with `overrides` applied and its defaults filled, as a run's config is."""
+    changed = apply_overrides(config, overrides)
+    try:
+        return TrainConfig.model_validate(changed).model_dump(mode="json")
+    except (ValidationError, ValueError):
+        return changed
 
 
 # Evidence
 
 
-def effect(study: Study, c: Contrast) -> dict[str, Any]:
+def effect(study: StudyContrasts, c: Contrast) -> dict[str, Any]:
     comparison = c.stats.vs_baseline
     assert comparison is not None
     return {

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.report.contrast import Study
+from service.report.contrast import StudyContrasts
 from service.report.models import DatasetFacts, RunRecord, Symptom
 from service.report.rules.thresholds import (
     COLLAPSE_RECALL,
@@ -32,7 +32,9 @@ def recalls(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     return np.nanmean(np.asarray(per_seed), axis=0), totals / max(totals.sum(), 1.0)
 
 
-def class_symptoms(study: Study, runs: list[RunRecord], collapse: bool = True) -> list[Symptom]:
+def class_symptoms(
+    study: StudyContrasts, runs: list[RunRecord], collapse: bool = True
+) -> list[Symptom]:
     """Classes the model rarely or never predicts correctly and, when the training data is
     imbalanced, the accuracy the minority classes lose."""
     recall, share = recalls(runs)
@@ -112,7 +114,7 @@ def _num(value: float) -> float | None:
 # Inputs
 
 
-def unscaled_input(study: Study, found: list[Symptom]) -> Symptom | None:
+def unscaled_input(study: StudyContrasts, found: list[Symptom]) -> Symptom | None:
     """Inputs fed unscaled (or scaled twice); at stake only when the baseline trains badly."""
     facts: DatasetFacts | None = study.data.dataset
     if facts is None:

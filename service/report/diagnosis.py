@@ -14,10 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.report.advice import cause_advice, cause_title
-from service.report.contrast import Contrast, Study, build_study, effect
+from service.report.contrast import (
+    Contrast,
+    StudyContrasts,
+    build_study,
+    effect,
+    main_effect_contrasts,
+)
 from service.report.data_facts import data_findings
 from service.report.models import (
     Cause,
+    Factorial,
     Finding,
     Inconclusive,
     Statistics,
@@ -101,17 +108,29 @@ class Diagnosis:
     not_comparable: list[str]
     small_gains: list[str]
     statistics: Statistics
-    study: Study | None
+    study: StudyContrasts | None
 
 
-def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) -> Diagnosis:
+def diagnose(
+    data: StudyData,
+    stats: list[VariantStats],
+    alpha: float = 0.05,
+    factorial: Factorial | None = None,
+) -> Diagnosis:
+    """The diagnosis of a study; a grid's `factorial` analysis adds its main effects, read as
+    fixes (or as what the baseline gets right) by the same rules as a variant."""
     if not data.variants:
         return Diagnosis([], [], [], [], [], [], [], statistics(None, alpha), None)
     study = build_study(data, stats, alpha)
     fair = [c for c in study.contrasts if comparable(c)]
+    main = [c for c in main_effect_contrasts(study, factorial) if comparable(c)]
     symptoms, facts = read_symptoms(study)
     facts += data_findings(data, study.config)
-    fixes = [c for c in fair if c.better and c.delta >= MIN_GAIN]
+    fixes = [
+        c
+        for c in fair + main
+        if c.better and c.delta >= MIN_GAIN and not _combination_explained(c, factorial)
+    ]
     for symptom in symptoms:
         tested = remedies(study, symptom.rule, fair)
         if tested and not any(c in fixes for c in tested) and all(_no_gain(c) for c in tested):
@@ -129,7 +148,7 @@ def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) ->
     return Diagnosis(
         causes=causes,
         symptoms=symptoms,
-        strengths=_strengths(study, fair),
+        strengths=_strengths(study, fair + main),
         facts=facts,
         inconclusive=inconclusive(study, fair),
         not_comparable=[_unfair_text(c) for c in study.contrasts if not comparable(c)],
@@ -145,6 +164,25 @@ def diagnose(data: StudyData, stats: list[VariantStats], alpha: float = 0.05) ->
     )
 
 
+def _combination_explained(c: Contrast, factorial: Factorial | None) -> bool:
+    """A grid cell that changes several factors at once is read through the factorial model:
+    its gain is the factors' main effects (claimed on their own) unless those factors
+    significantly interact, when the combination itself is the finding."""
+    if factorial is None or factorial.model == "none":
+        return False
+    touched = {
+        factor.factor
+        for factor in factorial.factors
+        for path in c.changes
+        if any(path == p or path.startswith(p + ".") for p in factor.paths)
+    }
+    if len(touched) < 2:
+        return False
+    return not any(
+        i.significant and set(i.factors) <= touched for i in factorial.interactions
+    )
+
+
 def _no_gain(c: Contrast) -> bool:
     """The remedy was measured and gained less than MIN_GAIN: no evidence that it helps."""
     return c.stats.vs_baseline is not None and c.delta < MIN_GAIN
@@ -154,7 +192,7 @@ def _no_gain(c: Contrast) -> bool:
 
 
 def _causes(
-    study: Study, symptoms: list[Symptom], fixes: list[Contrast], promising: list[Contrast]
+    study: StudyContrasts, symptoms: list[Symptom], fixes: list[Contrast], promising: list[Contrast]
 ) -> list[Cause]:
     """Symptoms attached to the fixes that repair them. A symptom established on its own
     evidence with no significant fix among its candidates is attributed to a promising one
@@ -204,7 +242,7 @@ def _causes(
     return causes
 
 
-def _predicts_the_majority(study: Study, symptom: Symptom) -> bool:
+def _predicts_the_majority(study: StudyContrasts, symptom: Symptom) -> bool:
     """A network at chance that predicts the largest training class for most test samples:
     the imbalance, not the optimizer, is what it learned."""
     facts = study.data.dataset
@@ -217,7 +255,7 @@ def _predicts_the_majority(study: Study, symptom: Symptom) -> bool:
     )
 
 
-def _at_a_glance(study: Study, symptom: Symptom) -> str | None:
+def _at_a_glance(study: StudyContrasts, symptom: Symptom) -> str | None:
     """What an engineer reads off a baseline that does not train when no tested change repairs
     it: a rate far outside the optimizer's sane range, or a loss that falls, if slowly (the
     optimizer moves, too little)."""
@@ -235,7 +273,7 @@ def _at_a_glance(study: Study, symptom: Symptom) -> str | None:
 
 
 def _cause(
-    study: Study,
+    study: StudyContrasts,
     rule: str,
     fixes: list[Contrast],
     symptoms: list[Symptom],
@@ -297,7 +335,7 @@ def _cause(
 # What the baseline already gets right
 
 
-def _strengths(study: Study, fair: list[Contrast]) -> list[Finding]:
+def _strengths(study: StudyContrasts, fair: list[Contrast]) -> list[Finding]:
     found = []
     for c in fair:
         if c.all_diverged and study.baseline.succeeded:

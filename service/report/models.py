@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from service.lifecycle import RunMetrics, RunStatus
 
-SUMMARY_SCHEMA_VERSION = 2
+SUMMARY_SCHEMA_VERSION = 3
 
 
 # Input
@@ -313,6 +313,85 @@ class NextSteps(_Model):
     """What to do, in order."""
 
 
+class LevelMean(_Model):
+    """A factor level's estimated marginal mean: the model's cell means at that level,
+    averaged over every level of the other factors."""
+
+    level: str
+    mean: float | None
+    seeds: int
+    """Succeeded runs at this level, all cells together."""
+
+
+class FactorEffect(_Model):
+    """One factor of a grid: does it matter (Type II ANOVA), how much of the variance across
+    runs it explains, and its levels' marginal means."""
+
+    factor: str
+    paths: list[str]
+    df: int
+    f_value: float | None
+    p_value: float | None
+    eta_squared: float | None
+    """Its Type II sum of squares over the total sum of squares across runs."""
+    levels: list[LevelMean]
+    baseline_level: str | None
+    """The level equal to the baseline's own setting; None when the grid lacks it."""
+    note: str = ""
+
+
+class MainEffect(_Model):
+    """A level of a factor against the baseline's level, averaged over the other factors."""
+
+    factor: str
+    level: str
+    reference: str
+    """The baseline's level of this factor."""
+    overrides: dict[str, Any]
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    """Benjamini-Hochberg over the grid's main-effect contrasts."""
+    significant: bool
+
+
+class Interaction(_Model):
+    """A two-way interaction: does one factor's effect depend on the other's level."""
+
+    factors: list[str]
+    df: int
+    f_value: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    """Benjamini-Hochberg over the grid's interactions."""
+    eta_squared: float | None
+    significant: bool
+
+
+class GridCell(_Model):
+    levels: list[str]
+    """One level per factor, in the factors' order."""
+    variant: str
+    mean: float | None
+    seeds: int
+
+
+class Factorial(_Model):
+    """A grid study read as a factorial design (seeds are the replicates)."""
+
+    factors: list[FactorEffect]
+    main_effects: list[MainEffect]
+    interactions: list[Interaction]
+    cells: list[GridCell]
+    model: Literal["two-way", "additive", "none"]
+    """Main effects plus every two-way interaction, main effects only (when cells are
+    missing or unreplicated), or nothing estimable."""
+    residual_df: int
+    notes: list[str]
+
+
 class Summary(_Model):
     schema_version: int = SUMMARY_SCHEMA_VERSION
     study_id: str
@@ -344,3 +423,8 @@ class Summary(_Model):
     next_steps: NextSteps
     notes: list[str]
     """Caveats, e.g. which runs failed."""
+    factorial: Factorial | None = None
+    """A grid study's main effects and interactions (None for other strategies)."""
+    labels: dict[str, str] = {}
+    """Short labels (V1, V2, ...) for variant names too long for plots and tables; the
+    report's legend maps them back."""

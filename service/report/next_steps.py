@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from service.report.advice import NAMES
 from service.report.configs import apply_overrides, flatten
-from service.report.contrast import Contrast, Study
+from service.report.contrast import Contrast, StudyContrasts
 from service.report.models import Cause, Fix, NextSteps
 from service.report.rules.fixes import rate_direction
 from service.report.wording import inline
@@ -43,7 +43,7 @@ def fragment(paths: list[str], config: dict[str, Any]) -> str:
     return yaml.safe_dump(nested, sort_keys=False, default_flow_style=None).strip() if nested else ""
 
 
-def fix_of(study: Study, c: Contrast, confirmed: bool = True) -> Fix:
+def fix_of(study: StudyContrasts, c: Contrast, confirmed: bool = True) -> Fix:
     comparison = c.stats.vs_baseline
     return Fix(
         confirmed=confirmed,
@@ -60,7 +60,7 @@ def fix_of(study: Study, c: Contrast, confirmed: bool = True) -> Fix:
 # Changes to try
 
 
-def _tested_rates(study: Study) -> list[float]:
+def _tested_rates(study: StudyContrasts) -> list[float]:
     rates = [study.flat["optimizer.learning_rate"]]
     for c in study.contrasts:
         if rate_direction(study, c) is not None and c.only("optimizer.learning_rate"):
@@ -68,13 +68,13 @@ def _tested_rates(study: Study) -> list[float]:
     return rates
 
 
-def _tested_epochs(study: Study) -> list[int]:
+def _tested_epochs(study: StudyContrasts) -> list[int]:
     epochs = [study.flat["training.epochs"]]
     epochs += [flatten(c.config)["training.epochs"] for c in study.contrasts if c.only("training.epochs")]
     return epochs
 
 
-def at_edge(study: Study, rule: str, best: Contrast) -> bool:
+def at_edge(study: StudyContrasts, rule: str, best: Contrast) -> bool:
     """The best fix is the furthest step tested in its direction, so the optimum may lie
     further (a learning rate lowered x0.1 may want x0.01): the next study goes on."""
     new = flatten(best.config)
@@ -91,7 +91,7 @@ def _round(value: float) -> float:
     return float(f"{value:.3g}")
 
 
-def _candidates(study: Study, rule: str) -> list[dict[str, Any]]:
+def _candidates(study: StudyContrasts, rule: str) -> list[dict[str, Any]]:
     flat = study.flat
     rates = _tested_rates(study)
     low, high = min(rates), max(rates)
@@ -138,13 +138,13 @@ def _candidates(study: Study, rule: str) -> list[dict[str, Any]]:
     return []
 
 
-def _wider(study: Study, scale: float) -> dict[str, Any]:
+def _wider(study: StudyContrasts, scale: float) -> dict[str, Any]:
     model = study.config["model"]
     blocks = [{**b, "filters": max(1, round(b["filters"] * scale))} for b in model["conv_blocks"]]
     return {"model.conv_blocks": blocks, "model.dense": [max(1, round(u * scale)) for u in model["dense"]]}
 
 
-def suggestions(study: Study, rule: str) -> list[Fix]:
+def suggestions(study: StudyContrasts, rule: str) -> list[Fix]:
     """Changes this study did not test that would repair `rule`, valid under the spec's bounds."""
     tested = [{path: new for path, (_, new) in c.changes.items()} for c in study.contrasts]
     tested_configs = [c.config for c in study.contrasts]
@@ -169,7 +169,9 @@ def _overlaps(path: str, taken: set[str]) -> bool:
     return any(path == t or path.startswith(t + ".") or t.startswith(path + ".") for t in taken)
 
 
-def build_next_steps(study: Study | None, causes: list[Cause]) -> tuple[NextSteps, dict[str, str]]:
+def build_next_steps(
+    study: StudyContrasts | None, causes: list[Cause]
+) -> tuple[NextSteps, dict[str, str]]:
     """The next steps and the files to write beside the report (name -> YAML text)."""
     recommended: dict[str, Any] = {}
     combined: list[str] = []
@@ -218,7 +220,10 @@ def _overlaps_any(changes: dict[str, Any], taken: dict[str, Any]) -> bool:
 
 
 def _next_study(
-    study: Study, recommended: dict[str, Any], combined: list[str], to_try: list[tuple[Cause, Fix]]
+    study: StudyContrasts,
+    recommended: dict[str, Any],
+    combined: list[str],
+    to_try: list[tuple[Cause, Fix]],
 ) -> tuple[str | None, str]:
     """A one-at-a-time study around the recommended config: each untested change, and the
     original baseline (when the recommendation changes it) to confirm the combination."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from service.report.diagnosis import Diagnosis, diagnose
+from service.report.factorial import analyse_grid
 from service.report.models import RunRecord, StudyData, Summary, VariantRecord
 from service.report.next_steps import build_next_steps
 from service.report.stats import adjust, variant_stats
@@ -28,7 +29,8 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         for index, variant in enumerate(data.variants)
     ]
     adjust([s.vs_baseline for s in stats if s.vs_baseline is not None], ALPHA)
-    found = diagnose(data, stats, ALPHA)
+    factorial = analyse_grid(data, ALPHA)
+    found = diagnose(data, stats, ALPHA, factorial)
     steps, files = build_next_steps(found.study, found.causes)
     runs = _unique_runs(data)
     counts = dict(sorted(Counter(run.state for _, run in runs.values()).items()))
@@ -51,6 +53,7 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         statistics=found.statistics,
         next_steps=steps,
         notes=_notes(data, runs) + found.small_gains,
+        factorial=factorial,
     )
     return summary, files
 

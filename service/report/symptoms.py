@@ -15,7 +15,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from service.report.contrast import Study
+from service.report.contrast import StudyContrasts
 from service.report.data_symptoms import class_symptoms, unscaled_input
 from service.report.models import Finding, RunRecord, Symptom
 from service.report.rules.thresholds import (
@@ -39,7 +39,7 @@ from service.report.stats import binomial_var, finite
 from service.report.wording import p_text, pct
 
 
-def read_symptoms(study: Study) -> tuple[list[Symptom], list[Finding]]:
+def read_symptoms(study: StudyContrasts) -> tuple[list[Symptom], list[Finding]]:
     """The baseline's symptoms, and the data facts that are not symptoms (an imbalance the
     model copes with, unscaled input it trains well on)."""
     runs = [run for run in study.baseline_record.runs if run.metrics is not None]
@@ -66,7 +66,7 @@ def read_symptoms(study: Study) -> tuple[list[Symptom], list[Finding]]:
     return found, [_as_fact(study, s) for s in facts]
 
 
-def _as_fact(study: Study, symptom: Symptom) -> Finding:
+def _as_fact(study: StudyContrasts, symptom: Symptom) -> Finding:
     runs = [run.run_id for run in study.baseline_record.runs]
     return Finding(
         rule=symptom.rule,
@@ -98,7 +98,7 @@ def _final(run: RunRecord, field: str) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def learned_nothing(study: Study, runs: list[RunRecord]) -> Symptom | None:
+def learned_nothing(study: StudyContrasts, runs: list[RunRecord]) -> Symptom | None:
     """Test accuracy within noise of chance in most seeds, and training at chance too (a model
     that fits its training set but not the test is overfitting, not this)."""
     if not runs:
@@ -156,7 +156,7 @@ def _falling(run: RunRecord) -> bool:
     return float(drops.mean()) >= FALLING_SHARE and loss[-1] < loss[0] * (1 - FALLING_DROP)
 
 
-def diverged(study: Study) -> Symptom | None:
+def diverged(study: StudyContrasts) -> Symptom | None:
     base = study.baseline
     if not base.seeds or base.diverged * 2 < base.seeds:
         return None
@@ -194,7 +194,9 @@ def _oscillating(run: RunRecord) -> bool:
     return float(rises.mean()) > OSCILLATING_SHARE or loss[-1] > LATE_LOSS_MARGIN * loss.min()
 
 
-def oscillating_loss(study: Study, runs: list[RunRecord], found: list[Symptom]) -> Symptom | None:
+def oscillating_loss(
+    study: StudyContrasts, runs: list[RunRecord], found: list[Symptom]
+) -> Symptom | None:
     """A training loss that keeps rising between epochs in most seeds. Alone it costs nothing
     measurable; it is at stake only when the baseline also fits its training data poorly."""
     if any(s.rule == "learned_nothing" for s in found):
@@ -216,7 +218,7 @@ def oscillating_loss(study: Study, runs: list[RunRecord], found: list[Symptom]) 
     )
 
 
-def underfitting(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+def underfitting(study: StudyContrasts, runs: list[RunRecord], trouble: bool) -> Symptom | None:
     train = study.baseline.train_accuracy.mean
     if trouble or train is None or train >= LOW_TRAIN_ACCURACY:
         return None
@@ -249,7 +251,7 @@ def _one_sided(values: np.ndarray, shared_var: float, threshold: float) -> float
     return float(sps.t.sf(t, len(values) - 1))
 
 
-def overfitting(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+def overfitting(study: StudyContrasts, runs: list[RunRecord], trouble: bool) -> Symptom | None:
     """Training accuracy well above held-out accuracy, significantly across seeds. The gap is
     measured on the validation split unless that split is too small, then on the test split."""
     if trouble:
@@ -301,7 +303,7 @@ def overfitting(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom |
     )
 
 
-def still_improving(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+def still_improving(study: StudyContrasts, runs: list[RunRecord], trouble: bool) -> Symptom | None:
     """Validation accuracy still climbing at the last epoch, significantly across seeds."""
     slopes, curves = [], []
     for run in runs:
@@ -347,7 +349,7 @@ def still_improving(study: Study, runs: list[RunRecord], trouble: bool) -> Sympt
     )
 
 
-def few_updates(study: Study, found: list[Symptom]) -> Symptom | None:
+def few_updates(study: StudyContrasts, found: list[Symptom]) -> Symptom | None:
     """Very few optimizer steps in all (a batch too large for the epochs), with the baseline
     short of training: learned nothing, underfitting or still improving."""
     facts = study.data.dataset
@@ -378,7 +380,9 @@ def few_updates(study: Study, found: list[Symptom]) -> Symptom | None:
     )
 
 
-def test_above_validation(study: Study, runs: list[RunRecord], trouble: bool) -> Symptom | None:
+def test_above_validation(
+    study: StudyContrasts, runs: list[RunRecord], trouble: bool
+) -> Symptom | None:
     """Test accuracy above validation accuracy beyond noise: impossible on a clean random
     split, so the training labels (the validation split is drawn from them) are noisy, or the
     splits come from different distributions."""

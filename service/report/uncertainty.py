@@ -4,7 +4,7 @@ it faces; and the study's power against the effect size that matters."""
 
 from __future__ import annotations
 
-from service.report.contrast import Contrast, Study
+from service.report.contrast import Contrast, StudyContrasts
 from service.report.models import Inconclusive, Statistics
 from service.report.rules import comparable
 from service.report.rules.thresholds import MATERIAL_EFFECT, MIN_GAIN
@@ -23,7 +23,7 @@ PRACTICAL_SEEDS = 100
 """Seeds per variant beyond which the report says an effect is too small to chase."""
 
 
-def inconclusive(study: Study, fair: list[Contrast]) -> list[Inconclusive]:
+def inconclusive(study: StudyContrasts, fair: list[Contrast]) -> list[Inconclusive]:
     comparisons = [c.stats.vs_baseline for c in fair if c.stats.vs_baseline is not None]
     level = threshold_to_join(comparisons, study.alpha)
     samples = samples_tested(study.baseline_record)
@@ -88,7 +88,7 @@ def _inconclusive_text(c: Contrast, needed: int | None, seeds: int, level: float
     )
 
 
-def statistics(study: Study | None, alpha: float) -> Statistics:
+def statistics(study: StudyContrasts | None, alpha: float) -> Statistics:
     procedure = "Benjamini-Hochberg"
     if study is None:
         return Statistics(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.report.configs import flatten
-from service.report.contrast import Contrast, Study
+from service.report.contrast import Contrast, StudyContrasts
 from service.report.rules.thresholds import DECAYING_SCHEDULES, REGULARIZERS
 
 FAIR_DATA_PATHS = ("dataset.scale",)
@@ -38,7 +38,7 @@ def _capacity(config: dict[str, Any]) -> tuple[int, ...]:
     )
 
 
-def capacity_direction(study: Study, c: Contrast) -> int | None:
+def capacity_direction(study: StudyContrasts, c: Contrast) -> int | None:
     """+1 wider or deeper, -1 narrower or shallower, None when mixed or not only the model."""
     if not c.only("model.conv_blocks", "model.dense"):
         return None
@@ -52,7 +52,7 @@ def capacity_direction(study: Study, c: Contrast) -> int | None:
     return None
 
 
-def rate_direction(study: Study, c: Contrast) -> int | None:
+def rate_direction(study: StudyContrasts, c: Contrast) -> int | None:
     """-1 a lower learning rate or a decaying schedule at the same rate, +1 a higher rate."""
     if not c.only("optimizer.learning_rate", "schedule"):
         return None
@@ -68,7 +68,7 @@ def rate_direction(study: Study, c: Contrast) -> int | None:
     return -1 if new_rate < old_rate or (new_rate == old_rate and decays) else None
 
 
-def _grows(study: Study, c: Contrast, path: str) -> int | None:
+def _grows(study: StudyContrasts, c: Contrast, path: str) -> int | None:
     if not c.only(path):
         return None
     old, new = study.flat.get(path), flatten(c.config).get(path)
@@ -77,7 +77,7 @@ def _grows(study: Study, c: Contrast, path: str) -> int | None:
     return 1 if new > old else -1
 
 
-def fix_rule(study: Study, c: Contrast) -> str:
+def fix_rule(study: StudyContrasts, c: Contrast) -> str:
     """The cause a change that helps repairs."""
     rate = rate_direction(study, c)
     if rate is not None:
@@ -110,14 +110,14 @@ REMEDY = {
 """Symptoms with a direct remedy: the causes whose changes test it."""
 
 
-def remedies(study: Study, symptom: str, contrasts: list[Contrast]) -> list[Contrast]:
+def remedies(study: StudyContrasts, symptom: str, contrasts: list[Contrast]) -> list[Contrast]:
     """The variants among `contrasts` that apply `symptom`'s direct remedy (a longer run for a
     curve still rising, a bigger model or longer run for underfitting)."""
     wanted = REMEDY.get(symptom, ())
     return [c for c in contrasts if fix_rule(study, c) in wanted and _is_remedy(study, c)]
 
 
-def _is_remedy(study: Study, c: Contrast) -> bool:
+def _is_remedy(study: StudyContrasts, c: Contrast) -> bool:
     """fix_rule names what a change would repair if it helped; a remedy must push that way
     (more epochs, a bigger model, a higher rate, a smaller batch), which fix_rule already reads
     from the direction of the change, except for a capacity cut read as an overfitting fix."""
