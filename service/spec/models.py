@@ -195,6 +195,19 @@ class AugmentationSpec(StrictModel):
 
 # Training
 
+ClassKey = Annotated[str, Field(min_length=1, max_length=200)]
+ClassWeight = Annotated[float, Field(gt=0.0, le=1e6)]
+FULL_DUMP_KEY = "with_later_defaults"
+FULL_DUMP = {FULL_DUMP_KEY: True}
+"""`model_dump(mode="json", context=FULL_DUMP)`: every field, the later options at their
+defaults included (a config whose paths are set one by one needs them present)."""
+LATER_TRAINING_DEFAULTS: dict[str, Any] = {
+    "class_weight": None,
+    "resample": "none",
+    "train_fraction": 1.0,
+}
+"""Training options left out of the canonical dump at their default (run ids unchanged)."""
+
 
 class EarlyStopping(StrictModel):
     monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
@@ -214,6 +227,48 @@ class TrainingSpec(StrictModel):
     """XLA; turned off for augmentation layers it cannot compile (rotation, zoom,
     translation, random_crop)."""
     steps_per_execution: Annotated[int, Field(gt=0, le=10_000)] = 1
+    class_weight: Literal["balanced"] | dict[ClassKey, ClassWeight] | None = None
+    """Loss weight per class: null (all 1), "balanced" (n / (K x count), scikit-learn's rule,
+    from the training split) or {class name or index: weight}, unlisted classes 1. A key is a
+    class name first, else an index (names are checked against the dataset when it is
+    planned)."""
+    resample: Literal["none", "oversample"] = "none"
+    """oversample: each epoch draws as many samples as the training split, every class
+    equally often (a minority class's samples repeat); the epoch's length is unchanged."""
+    train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    """Train on this stratified share of the training split (nested: 0.25 is inside 0.5), for
+    a learning curve. The validation and test splits are untouched, and an epoch still draws
+    as many samples as the whole training split, so every fraction gets the same updates."""
+
+    @model_serializer(mode="wrap")
+    def _without_defaults_of_later_options(
+        self, handler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # Options added after run ids were first stored are left out at their default, so the
+        # canonical JSON (and the run_id) of every earlier config is unchanged. A dump with
+        # context FULL_DUMP keeps them, for code that sets fields by path into a dumped config.
+        data = handler(self)
+        if isinstance(data, dict) and not (info.context or {}).get(FULL_DUMP_KEY):
+            for name, default in LATER_TRAINING_DEFAULTS.items():
+                if name in data and data[name] == default:
+                    del data[name]
+        return data
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight_keys(cls, value: object) -> object:
+        # YAML reads `3: 2.0` with an int key and JSON only has string keys: one form (text),
+        # so a spec and its stored run.json give the same config.
+        if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, bool) or not isinstance(key, (int, str)):
+                    raise ValueError(f"key {key!r} must be a class name or a class index")
+                if isinstance(key, int) and key < 0:
+                    raise ValueError(f"key {key} must be a class index of 0 or more")
+            return {str(key): weight for key, weight in value.items()}
+        if value is not None and value != "balanced":
+            raise ValueError('must be null, "balanced" or a mapping of classes to weights')
+        return value
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
