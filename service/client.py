@@ -13,27 +13,29 @@ stored and does not queue twice a run that is queued or running.
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kombu.exceptions
 import redis
 
 from service.control import RunControl, redis_client
+from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport, VariantProgress
 from service.errors import AblateError, KeyNotFound
+from service.identity import RunSpec
 from service.lifecycle import (
-    TERMINAL_STATES,
+    RunState,
     RunStatus,
+    StudyDocument,
+    TrainMessage,
+    effective_state,
+    effective_states,
+    read_document,
     read_metrics,
-    read_status,
-    run_key,
+    read_study,
     study_key,
-    utcnow,
     write_status,
 )
 from service.plan import Plan, build_plan
@@ -42,53 +44,55 @@ from service.settings import Settings, get_settings
 from service.spec import StudySpec, load_spec, spec_from_data
 from service.store import Store, open_store
 from service.studies import StudyNotFound, resolve_study_id
-from service.study_record import save_study
 
-__all__ = ["AblationClient", "BrokerError", "Study", "StudyNotFound", "StudyStatus"]
+if TYPE_CHECKING:
+    from service.report.models import Summary
 
-FINISHED_STATES = frozenset({"succeeded", "diverged", "failed", "cancelled"})
+__all__ = [
+    "AblationClient",
+    "BrokerError",
+    "Study",
+    "StudyNotFound",
+    "StudyStatus",
+    "SubmitReport",
+    "VariantProgress",
+]
 
 
 class BrokerError(AblateError):
     """The broker (Redis) cannot be reached or refused us."""
 
 
-@dataclass
-class VariantProgress:
-    name: str
-    counts: Counter = field(default_factory=Counter)
-    running_epochs: list[tuple[int, int]] = field(default_factory=list)
+class CeleryDispatcher(Dispatcher):
+    """Dispatches runs to the workers: one `train_run` message each, sent by task name (the
+    client never imports training code). A queued or running run has a message: not resent."""
 
+    trusts_active = True
 
-@dataclass
-class StudyStatus:
-    study_id: str
-    total: int
-    counts: Counter
-    """Runs per state (a run shared by two variants counts once)."""
-    variants: list[VariantProgress]
-    eta_seconds: float | None
+    def __init__(self, client: AblationClient) -> None:
+        self.client = client
 
-    @property
-    def finished(self) -> int:
-        return sum(self.counts[state] for state in FINISHED_STATES)
+    def check(self) -> None:
+        self.client.control.client.ping()
 
-    @property
-    def complete(self) -> bool:
-        return self.finished == self.total
+    def message_id(self, run: RunSpec) -> str:
+        return f"{run.run_id}-{uuid.uuid4().hex[:12]}"
 
+    def dispatch(self, study_id: str, run: RunSpec, status: RunStatus) -> None:
+        self.client.control.uncancel([run.run_id])
+        message = TrainMessage.of(run, study_id, self.client.store.url)
+        self.client.celery.send_task(
+            TRAIN_TASK, kwargs=message.model_dump(mode="json"), queue=self.client.settings.queue, task_id=status.task_id
+        )
 
-@dataclass(frozen=True)
-class SubmitReport:
-    queued: int
-    already_queued: int
-    reused: int
+    def close(self) -> None:
+        """The Celery app and the Redis client are the client's, closed with it."""
 
 
 class Study:
     """A submitted study, read back from the store."""
 
-    def __init__(self, study_id: str, document: dict[str, Any], store: Store, control: RunControl | None) -> None:
+    def __init__(self, study_id: str, document: StudyDocument, store: Store, control: RunControl | None) -> None:
         self.study_id = study_id
         self.document = document
         self.store = store
@@ -97,32 +101,14 @@ class Study:
 
     @property
     def run_ids(self) -> list[str]:
-        return list(self.document["run_ids"])
+        return list(self.document.run_ids)
 
     @property
     def variants(self) -> list[dict[str, Any]]:
-        return list(self.document["variants"])
-
-    def _statuses(self) -> dict[str, RunStatus | None]:
-        return {run_id: read_status(self.store, run_id) for run_id in self.run_ids}
+        return [variant.model_dump(mode="json") for variant in self.document.variants]
 
     def status(self) -> StudyStatus:
-        statuses = self._statuses()
-        states = {run_id: (s.state if s else "queued") for run_id, s in statuses.items()}
-        for run_id, state in states.items():
-            if state != "succeeded" and self.store.exists(run_key(run_id, "metrics.json")):
-                states[run_id] = "succeeded"
-        variants = []
-        for variant in self.variants:
-            progress = VariantProgress(variant["name"])
-            for run_id in variant["run_ids"]:
-                progress.counts[states[run_id]] += 1
-                status = statuses[run_id]
-                if states[run_id] == "running" and status is not None:
-                    progress.running_epochs.append((status.epoch, status.epochs))
-            variants.append(progress)
-        counts = Counter(states.values())
-        return StudyStatus(self.study_id, len(states), counts, variants, _eta(statuses, counts))
+        return StudyDriver(self.store).snapshot(self.document)
 
     def wait(
         self,
@@ -131,50 +117,39 @@ class Study:
         on_progress: Callable[[StudyStatus], None] | None = None,
     ) -> StudyStatus:
         """Block until every run has finished (succeeded, diverged, failed or cancelled)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if on_progress is not None:
-                on_progress(status)
-            if status.complete:
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"study {self.study_id}: {status.finished}/{status.total} runs finished after {timeout}s"
-                )
-            time.sleep(poll_seconds)
+        return StudyDriver(self.store, poll_seconds=poll_seconds).follow(self.document, on_progress, timeout=timeout)
 
     def cancel(self) -> int:
         """Queued runs will not start; running runs stop at their next epoch end. Returns how
         many runs were cancelled. Submitting the spec again resumes them."""
         if self.control is None:
             raise AblateError("cancelling needs the broker (Redis)")
-        pending = [run_id for run_id, s in self._statuses().items() if s is None or s.state in ("queued", "running")]
-        pending = [run_id for run_id in pending if not self.store.exists(run_key(run_id, "metrics.json"))]
+        states = effective_states(self.store, self.run_ids)
+        pending = [run_id for run_id, (state, _) in states.items() if state.is_active]
         try:
             self.control.cancel(pending)
         except redis.RedisError as exc:
             raise BrokerError(f"cannot reach the broker to cancel: {type(exc).__name__}: {exc}") from None
         for run_id in pending:
-            status = read_status(self.store, run_id)
-            if status is None or status.state == "queued":
+            state, status = effective_states(self.store, [run_id])[run_id]
+            if state is RunState.QUEUED:
                 task_id = status.task_id if status else None
-                write_status(self.store, RunStatus.after(status, run_id, "cancelled", task_id=task_id))
+                write_status(self.store, RunStatus.after(status, run_id, RunState.CANCELLED, task_id=task_id))
         return len(pending)
 
     def results(self) -> list[dict[str, Any]]:
         """One row per variant and run, ready for `pandas.DataFrame(rows)`."""
         rows = []
-        for variant in self.variants:
-            for run_id in variant["run_ids"]:
+        for variant in self.document.variants:
+            for run_id in variant.run_ids:
                 metrics = read_metrics(self.store, run_id)
-                status = read_status(self.store, run_id) if metrics is None else None
+                state, status = effective_state(self.store, run_id)
                 row: dict[str, Any] = {
                     "study_id": self.study_id,
-                    "variant": variant["name"],
-                    "factor": variant["factor"],
+                    "variant": variant.name,
+                    "factor": variant.factor,
                     "run_id": run_id,
-                    "state": "succeeded" if metrics else (status.state if status else "queued"),
+                    "state": str(state),
                 }
                 if metrics is not None:
                     last = metrics.history[-1]
@@ -192,6 +167,18 @@ class Study:
                     row.update(seed=None, test_accuracy=None, test_loss=None, epochs=status.epoch if status else 0)
                 rows.append(row)
         return rows
+
+    def report(self) -> Summary:
+        """The report's findings, symptoms and next steps as typed objects (the report's
+        summary.json), written first if the study has none yet."""
+        from service.report import publish_report
+        from service.report.models import Summary
+
+        key = study_key(self.study_id, "report/summary.json")
+        try:
+            return read_document(self.store, key, Summary)
+        except KeyNotFound:
+            return publish_report(self.store, self.study_id)[0]
 
 
 class AblationClient:
@@ -253,36 +240,10 @@ class AblationClient:
             ) from None
 
     def _submit_plan(self, plan: Plan) -> Study:
-        # Both ends must be reachable before anything is written or queued.
-        self.control.client.ping()
-        check = getattr(self.store, "check", None)
-        if check is not None:
-            check()
-        document = plan.study_document()
-        save_study(self.store, plan.study_id, document)  # never over another study's
-        queued = already = reused = 0
-        for run_id, run in plan.runs.items():
-            status = read_status(self.store, run_id)
-            if self.store.exists(run_key(run_id, "metrics.json")) or (status and status.state in TERMINAL_STATES):
-                reused += 1
-                continue
-            if status is not None and status.state in ("queued", "running"):
-                already += 1
-                continue
-            self.control.uncancel([run_id])
-            task_id = f"{run_id}-{uuid.uuid4().hex[:12]}"
-            self.store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})
-            fresh = RunStatus.after(status, run_id, "queued", queued_at=utcnow(), task_id=task_id)
-            write_status(self.store, fresh)
-            self.celery.send_task(
-                TRAIN_TASK,
-                kwargs={"run": run.model_dump(mode="json"), "study_id": plan.study_id, "store": self.store.url},
-                queue=self.settings.queue,
-                task_id=task_id,
-            )
-            queued += 1
+        document = plan.document()
+        report = StudyDriver(self.store, CeleryDispatcher(self)).start(document, plan.runs)
         study = Study(plan.study_id, document, self.store, self.control)
-        study.submit_report = SubmitReport(queued, already, reused)
+        study.submit_report = report
         return study
 
     def study(self, study_id: str) -> Study:
@@ -290,7 +251,7 @@ class AblationClient:
         its spec file (`StudyNotFound` for none or several, naming them)."""
         study_id = resolve_study_id(self.store, study_id)
         try:
-            document = self.store.get_json(study_key(study_id, "study.json"))
+            document = read_study(self.store, study_id)
         except KeyNotFound:
             raise StudyNotFound(f"no study {study_id} in {self.store.location()}") from None
         return Study(study_id, document, self.store, self._control_or_none())
@@ -300,15 +261,3 @@ class AblationClient:
             return self.control
         except Exception:  # reading a study must work without a broker
             return None
-
-
-def _eta(statuses: dict[str, RunStatus | None], counts: Counter) -> float | None:
-    durations = []
-    for status in statuses.values():
-        if status is not None and status.state == "succeeded" and status.history:
-            durations.append(sum(h.epoch_seconds for h in status.history))
-    remaining = counts["queued"] + counts["running"]
-    if not durations or remaining == 0:
-        return None if remaining else 0.0
-    parallel = max(1, counts["running"])
-    return sum(durations) / len(durations) * remaining / parallel

@@ -1,6 +1,6 @@
-"""The embedded executor behind `ablate run`: trains a plan's runs on this machine.
+"""The local dispatcher behind `ablate run`: trains a study's runs on this machine.
 
-Runs train in child processes (spawned, never forked, so TensorFlow is imported only where it
+The study driver (service/driver.py) decides what to train; this module only trains it. Runs train in child processes (spawned, never forked, so TensorFlow is imported only where it
 trains), `jobs` at a time, each calling the same `workers.runner.run` a Celery worker calls. The
 parent process never imports TensorFlow; it follows progress by reading each run's `status.json`.
 """
@@ -14,66 +14,24 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 
-from service.lifecycle import TERMINAL_STATES, read_metrics, read_status, run_key
+from service.driver import Dispatcher, StudyDriver, StudyStatus
+from service.identity import RunSpec
+from service.lifecycle import RunStatus
 from service.plan import Plan
 from service.store import Store, open_store
-from service.study_record import save_study
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    state: str
-    reused: bool = False
-    error: str | None = None
-
-
-@dataclass
-class Progress:
-    """What the caller is shown while a study trains."""
-
-    total: int
-    done: int = 0
-    reused: int = 0
-    running: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """run_id -> (epoch, epochs) of runs training now."""
-    outcomes: dict[str, RunOutcome] = field(default_factory=dict)
-
-
-def write_study(plan: Plan, store: Store) -> None:
-    """study.json, and run.json of every run not yet described (the report reads them)."""
-    save_study(store, plan.study_id, plan.study_document())  # never over another study's
-    for run_id, run in plan.runs.items():
-        if not store.exists(run_key(run_id, "run.json")):
-            store.put_json(run_key(run_id, "run.json"), {"run_id": run_id, **run.model_dump(mode="json")})
-
-
-def stored_outcomes(plan: Plan, store: Store) -> dict[str, RunOutcome]:
-    """Runs whose final result is already stored: reused, not retrained."""
-    outcomes = {}
-    for run_id in plan.runs:
-        if read_metrics(store, run_id) is not None:
-            outcomes[run_id] = RunOutcome(run_id, "succeeded", reused=True)
-            continue
-        status = read_status(store, run_id)
-        if status is not None and status.state in TERMINAL_STATES:
-            outcomes[run_id] = RunOutcome(run_id, status.state, reused=True, error=status.error)
-    return outcomes
 
 
 class Trainers:
     """The training processes, `jobs` of them. Started before the plan is built, so that their
     TensorFlow import (seconds) overlaps the parent's planning instead of following it."""
 
-    def __init__(self, jobs: int = 1, verbose: bool = False) -> None:
-        from service.settings import get_settings
+    def __init__(self, jobs: int = 1, verbose: bool = False, gpu_memory_mb: int | None = None) -> None:
         from workers.gpus import local_placement  # nvidia-smi only: no TensorFlow here
 
         # With GPUs each process is pinned to one and capped as `ablate worker` does (N
         # uncapped processes would all take GPU 0); a slot counter hands out the placements.
-        placement = local_placement(jobs, get_settings().gpu_memory_mb)
+        placement = local_placement(jobs, gpu_memory_mb)
         context = multiprocessing.get_context("spawn")
         self.pool = ProcessPoolExecutor(
             max_workers=jobs,
@@ -94,51 +52,85 @@ class Trainers:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+class LocalDispatcher(Dispatcher):
+    """Dispatches runs to this machine's training processes. Nothing outlives `ablate run`, so
+    a run the store shows as queued or running (left by an earlier `ablate run` that was
+    killed) is trained again, resuming from its checkpoint."""
+
+    trusts_active = False
+
+    def __init__(
+        self,
+        store: Store,
+        jobs: int = 1,
+        verbose: bool = False,
+        trainers: Trainers | None = None,
+        gpu_memory_mb: int | None = None,
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.verbose = verbose
+        self.gpu_memory_mb = gpu_memory_mb
+        self.trainers = trainers
+        self.own = trainers is None
+        self.futures: dict[Future, str] = {}
+        self.reported: set[Future] = set()
+
+    def check(self) -> None:
+        """Nothing to reach: the training processes are this machine's."""
+
+    def prepare(self, runs: int) -> None:
+        if self.trainers is None:
+            self.trainers = Trainers(max(1, min(self.jobs, runs)), self.verbose, self.gpu_memory_mb)
+
+    def dispatch(self, study_id: str, run: RunSpec, status: RunStatus) -> None:
+        self.prepare(1)
+        future = self.trainers.pool.submit(_train_in_child, run.model_dump_json(), self.store.url)
+        self.futures[future] = run.run_id
+
+    def started(self) -> set[str]:
+        # Only runs a training process has taken: reading every pending run's status.json
+        # twice a second would take CPU from the training processes on a small machine.
+        return {run_id for future, run_id in self.futures.items() if future.running() or future.done()}
+
+    def ended(self) -> dict[str, str | None]:
+        ended = {}
+        for future, run_id in self.futures.items():
+            if future in self.reported or not future.done():
+                continue
+            self.reported.add(future)
+            _raise_device_error(future)
+            ended[run_id] = _error(future)
+        return ended
+
+    def wait(self, seconds: float) -> None:
+        pending = [f for f in self.futures if f not in self.reported and not f.done()]
+        if pending:
+            wait(pending, timeout=seconds, return_when=FIRST_COMPLETED)
+
+    def close(self, wait: bool = True) -> None:
+        if self.own and self.trainers is not None:
+            self.trainers.close(wait=wait)
+
+
 def run_plan(
     plan: Plan,
     store: Store,
     jobs: int = 1,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[StudyStatus], None] | None = None,
     verbose: bool = False,
     poll_seconds: float = 0.5,
     trainers: Trainers | None = None,
-) -> Progress:
-    """Train every run of `plan` not already stored; return the outcome of each run. With
-    `trainers`, the caller owns (and closes) the training processes."""
-    write_study(plan, store)
-    progress = Progress(total=plan.run_count)
-    progress.outcomes = stored_outcomes(plan, store)
-    progress.done = progress.reused = len(progress.outcomes)
-    pending = [run_id for run_id in plan.runs if run_id not in progress.outcomes]
-    notify = on_progress or (lambda _: None)
-    notify(progress)
-    if not pending:
-        return progress
-
-    own = trainers is None
-    trainers = trainers or Trainers(max(1, min(jobs, len(pending))), verbose)
+    gpu_memory_mb: int | None = None,
+) -> StudyStatus:
+    """Train every run of `plan` not already stored, through the study driver, and return the
+    study's final status. With `trainers`, the caller owns (and closes) the training processes."""
+    dispatcher = LocalDispatcher(store, jobs, verbose, trainers, gpu_memory_mb)
     try:
-        futures: dict[Future, str] = {
-            trainers.pool.submit(_train_in_child, plan.runs[run_id].model_dump_json(), store.url): run_id
-            for run_id in pending
-        }
-        remaining = set(futures)
-        while remaining:
-            finished, remaining = wait(remaining, timeout=poll_seconds, return_when=FIRST_COMPLETED)
-            for future in finished:
-                _raise_device_error(future)
-                run_id = futures[future]
-                progress.running.pop(run_id, None)
-                progress.outcomes[run_id] = _outcome(run_id, future)
-                progress.done += 1
-            # Only runs a training process has taken: reading every pending run's status.json
-            # twice a second would take CPU from the training processes on a small machine.
-            _poll_running(progress, store, [futures[f] for f in remaining if f.running()])
-            notify(progress)
+        driver = StudyDriver(store, dispatcher, poll_seconds=poll_seconds)
+        return driver.run(plan.document(), plan.runs, on_progress)
     finally:
-        if own:
-            trainers.close()
-    return progress
+        dispatcher.close()
 
 
 def _raise_device_error(future: Future) -> None:
@@ -150,19 +142,15 @@ def _raise_device_error(future: Future) -> None:
         raise future.exception()
 
 
-def _outcome(run_id: str, future: Future) -> RunOutcome:
-    try:
-        result = future.result()
-    except Exception as exc:  # the child raised, or died
-        return RunOutcome(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-    return RunOutcome(run_id, result["state"], reused=result["reused"], error=result["error"])
-
-
-def _poll_running(progress: Progress, store: Store, run_ids: list[str]) -> None:
-    for run_id in run_ids:
-        status = read_status(store, run_id)
-        if status is not None and status.state == "running":
-            progress.running[run_id] = (status.epoch, status.epochs)
+def _error(future: Future) -> str | None:
+    """Why the attempt ended without a result, if it raised or its process died."""
+    if future.cancelled():
+        return "cancelled before it started"
+    exc = future.exception()
+    if exc is not None:
+        return f"{type(exc).__name__}: {exc}"
+    result = future.result()
+    return result.get("error") if isinstance(result, dict) else None
 
 
 # Child process side

@@ -209,6 +209,28 @@ class StudyDocument(Document):
         raise KeyError(name)
 
 
+class RoundDocument(Document):
+    """`studies/{study_id}/rounds/{index}.json`: one dispatch round of a study planned in rounds
+    (a staged diagnosis). Written before its runs are dispatched, so a driver that died is
+    resumed from the store: its rounds are replayed, then the next one is planned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: str
+    index: int = Field(ge=0)
+    kind: str
+    """What the round is for (for a staged diagnosis: baseline, search, confirm, repair)."""
+    reason: str
+    """Why it was planned, in a sentence the report shows."""
+    variants: list[Variant]
+    runs: dict[str, RunSpec]
+    planned_at: str = Field(default_factory=utcnow)
+
+
+def round_key(study_id: str, index: int) -> str:
+    return study_key(study_id, f"rounds/{index:03d}.json")
+
+
 class RunDocument(BaseModel):
     """`runs/{run_id}/run.json`: the run's spec beside its id, for people and the reporter."""
 

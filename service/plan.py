@@ -57,12 +57,28 @@ class Plan(BaseModel):
 def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
     """Expand `spec`; raises `SpecError` (naming the field) for any bad factor, path or dataset."""
     baseline = spec.baseline().model_dump(mode="json")
-    seeds = spec.ablation.seed_list
     _check_size_before_expanding(spec, source)
+    candidates = list(_variants(spec, baseline, source))
+    variants, runs = expand(spec, candidates, spec.ablation.seed_list, source)
+    return Plan(study_id=study_id(spec), spec=spec, variants=_unique_names(variants), runs=runs)
+
+
+def expand(
+    spec: StudySpec,
+    candidates: list[tuple[str, str | None, dict[str, Any], str]],
+    seeds: list[int],
+    source: str = "<spec>",
+    max_runs: int | None = None,
+) -> tuple[list[Variant], dict[str, RunSpec]]:
+    """Variants and runs of `candidates` (name, factor, overrides, the spec field that produced
+    them) around the spec's baseline, one run per seed, each checked as a spec's own variants
+    are: the strategies' plans and the rounds a staged diagnosis plans from results alike."""
+    baseline = spec.baseline().model_dump(mode="json")
+    limit = spec.ablation.max_runs if max_runs is None else max_runs
     configs: list[tuple[str, str | None, dict[str, Any], TrainConfig]] = []
     digests: dict[str, str] = {}
     fields: list[str] = []
-    for name, factor, overrides, field in _variants(spec, baseline, source):
+    for name, factor, overrides, field in candidates:
         _check_overlaps(overrides, field, source)
         try:
             config = _apply(baseline, overrides, field, source)
@@ -75,13 +91,13 @@ def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
 
     distinct = {canonical_json(config.model_dump(mode="json")) for *_, config in configs}
     planned = len(distinct) * len(seeds)
-    if planned > spec.ablation.max_runs:
+    if planned > limit:
         raise SpecError(
             source,
             [(
                 "ablation.max_runs",
                 f"the plan has {planned} runs ({len(distinct)} distinct variants x "
-                f"{len(seeds)} seeds), more than max_runs={spec.ablation.max_runs}; "
+                f"{len(seeds)} seeds), more than max_runs={limit}; "
                 "raise max_runs or ablate fewer values",
             )],
         )
@@ -109,7 +125,7 @@ def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
             runs.setdefault(run.run_id, run)
             run_ids.append(run.run_id)
         variants.append(Variant(name=name, factor=factor, overrides=overrides, run_ids=run_ids))
-    return Plan(study_id=study_id(spec), spec=spec, variants=_unique_names(variants), runs=runs)
+    return variants, runs
 
 
 # Variants expanded at most, whatever max_runs says: each costs a copy and a validation.

@@ -19,12 +19,12 @@ from rich.table import Table
 from service.cli import cli
 from service.cli.output import console, errors
 from service.errors import AblateError
-from service.lifecycle import study_key
+from service.lifecycle import RunState, study_key
 
 if TYPE_CHECKING:
     from service.client import AblationClient, Study, StudyStatus
 
-STATE_COLUMNS = ("queued", "running", "succeeded", "failed", "diverged", "cancelled")
+STATE_COLUMNS = tuple(RunState)
 study_argument = click.argument("study_id", metavar="STUDY")
 
 
@@ -42,7 +42,7 @@ def status_table(status: StudyStatus) -> Table:
     table = Table(title=f"study {status.study_id}: {status.finished}/{status.total} runs finished", title_justify="left")
     table.add_column("variant")
     for state in STATE_COLUMNS:
-        table.add_column(state, justify="right")
+        table.add_column(str(state), justify="right")
     table.add_column("epochs of running runs")
     for variant in status.variants:
         epochs = ", ".join(f"{epoch}/{total}" for epoch, total in variant.running_epochs)
@@ -155,7 +155,8 @@ def results(study_id: str, fmt: str, store: str | None) -> None:
 def _print_summary(client: AblationClient, study: Study) -> None:
     from service.summary import summarize_document, summary_table
 
-    console.print(summary_table(summarize_document(study.document, client.store), f"study {study.study_id}"))
+    document = study.document.model_dump(mode="json")
+    console.print(summary_table(summarize_document(document, client.store), f"study {study.study_id}"))
 
 
 @cli.command()
@@ -204,7 +205,7 @@ def pull(study_id: str, dest: str, store: str | None, overwrite: bool, report_on
             console.print(f"\r{index}/{total} files", end="")
 
     pulled = pull_study(
-        client.store, study_id, study.document, Path(dest), overwrite, show,
+        client.store, study_id, study.document.model_dump(mode="json"), Path(dest), overwrite, show,
         report_only=report_only, checkpoints=not no_checkpoints,
     )
     console.print(

@@ -20,6 +20,7 @@ from service.spec import load_spec
 from service.spec.models import StudySpec
 
 if TYPE_CHECKING:
+    from service.driver import StudyStatus
     from service.plan import Plan
 
 
@@ -81,15 +82,16 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
     """Train the study in SPEC on this machine, print a summary table, write the report."""
     from service.embedded import Trainers
 
+    settings = get_settings()
     study = load_spec(spec)
-    trainers = Trainers(jobs, verbose)  # TensorFlow loads in them while the plan is built
+    trainers = Trainers(jobs, verbose, settings.gpu_memory_mb)  # TensorFlow loads while the plan is built
     try:
         plan = build_plan(study, source=spec)
     except BaseException:
         trainers.kill()
         raise
     try:
-        train_locally(plan, store_url, jobs, verbose, trainers)
+        train_locally(plan, store_url or settings.store, jobs, verbose, trainers)
     except BaseException:
         trainers.kill()
         raise
@@ -116,13 +118,14 @@ def diagnose(spec: str, submit_: bool, store_url: str | None, jobs: int, verbose
 
         submit_plan(plan, store_url, None, wait=False)
         return
-    train_locally(plan, store_url, jobs, verbose)
+    train_locally(plan, store_url or get_settings().store, jobs, verbose)
 
 
-def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, trainers=None) -> None:
-    from service.embedded import Trainers, run_plan
+def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers=None) -> None:
+    from service.embedded import run_plan
     from service.store import open_store
-    store = open_store(store_url or get_settings().store)
+
+    store = open_store(store_url)
     console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {escape(store.location())}")
     names: dict[str, str] = {}
     for variant in plan.variants:
@@ -131,40 +134,54 @@ def train_locally(plan: Plan, store_url: str | None, jobs: int, verbose: bool, t
 
     with Progress(
         TextColumn("[bold]runs"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
         TextColumn("{task.fields[current]}"),
         console=console,
         transient=False,
         refresh_per_second=4,  # rich's 10 a second takes CPU from training on a small machine
     ) as bar:
-        task = bar.add_task("runs", total=plan.run_count, current="")
+        task = bar.add_task("runs", total=plan.run_count, current="", eta="")
 
-        def show(progress) -> None:
-            current = escape("; ".join(
-                f"{names[run_id]} epoch {epoch}/{epochs}"
-                for run_id, (epoch, epochs) in sorted(progress.running.items())
-            ))
-            bar.update(task, completed=progress.done, current=current)
+        def show(status: StudyStatus) -> None:
+            bar.update(task, completed=status.finished, current=_current(status, names), eta=_eta(status))
 
-        trainers = trainers or Trainers(jobs, verbose)
         _import_reporter_meanwhile()
-        try:
-            outcome = run_plan(plan, store, on_progress=show, trainers=trainers)
-        finally:
+        final = run_plan(
+            plan, store, jobs, on_progress=show, verbose=verbose, trainers=trainers,
+            gpu_memory_mb=get_settings().gpu_memory_mb,
+        )
+        if trainers is not None:
             trainers.close(wait=False)  # their TensorFlow shutdown overlaps the report
 
-    trained = sum(1 for o in outcome.outcomes.values() if not o.reused)
-    console.print(f"{trained} runs trained, {outcome.reused} reused from the store")
-    failed = [o for o in outcome.outcomes.values() if o.state == "failed"]
-    for item in failed:
-        errors.print(f"[red]run {item.run_id} ({escape(names[item.run_id])}) failed:[/] {escape(str(item.error))}", highlight=False)
+    console.print(f"{final.total - final.reused} runs trained, {final.reused} reused from the store")
+    for run_id, error in final.errors.items():
+        errors.print(f"[red]run {run_id} ({escape(names[run_id])}) failed:[/] {escape(error)}", highlight=False)
     console.print(f"results: {escape(store.location('studies/' + plan.study_id))}")
     report_location = write_report_with_status(store, plan.study_id)
     console.print(f"report: {escape(report_location)}")
-    if failed:
+    if final.errors:
         sys.exit(1)
+
+
+def _current(status: StudyStatus, names: dict[str, str]) -> str:
+    """The runs training now with their epoch; before any has started, what is happening."""
+    if status.running:
+        return escape("; ".join(
+            f"{names[run_id]} epoch {epoch}/{epochs}" for run_id, (epoch, epochs) in sorted(status.running.items())
+        ))
+    if status.finished == status.reused and not status.complete:
+        return "starting the training processes (TensorFlow loads: 10-20 s)"
+    return ""
+
+
+def _eta(status: StudyStatus) -> str:
+    if status.complete or status.eta_seconds is None:
+        return ""
+    minutes, seconds = divmod(int(status.eta_seconds), 60)
+    return f"ETA {minutes}:{seconds:02d}" if minutes < 60 else f"ETA {minutes // 60}h{minutes % 60:02d}m"
 
 
 def _import_reporter_meanwhile() -> None:

@@ -72,6 +72,20 @@ class Store(ABC):
     def location(self, key: str = "") -> str:
         """Where `key` lives, for people: a filesystem path or an s3:// URI."""
 
+    @abstractmethod
+    def check(self) -> None:
+        """One cheap probe before anything is written: raise a `StoreError` naming the problem
+        when the store cannot be used (missing bucket, denied access, unwritable folder)."""
+
+    @abstractmethod
+    def head(self, key: str) -> tuple[str, int]:
+        """(content tag, size in bytes) of `key` without reading it whole; the tag changes
+        when the content does. `KeyNotFound` when absent."""
+
+    def etag(self, key: str) -> str:
+        """The content tag of `key` (for caching what was read from it)."""
+        return self.head(key)[0]
+
     def put_file(self, key: str, path: str | Path, content_type: str | None = None) -> None:
         self.put_bytes(key, Path(path).read_bytes(), content_type)
 

@@ -85,3 +85,24 @@ class LocalStore(Store):
 
     def location(self, key: str = "") -> str:
         return str(self._path(key)) if key else str(self.root)
+
+    def check(self) -> None:
+        """The root is (or can be made) a folder this process may write into."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {self.root} cannot be created: {exc.strerror or exc}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreError(f"store {self.root} is not writable by this user")
+
+    def head(self, key: str) -> tuple[str, int]:
+        """(size and modification time in nanoseconds, size): every write replaces the file, so
+        a new content gets a new tag."""
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFound(f"{path} does not exist") from None
+        if not path.is_file():
+            raise KeyNotFound(f"{path} is a folder, not an object")
+        return f"{stat.st_size:x}-{stat.st_mtime_ns:x}", stat.st_size

@@ -305,10 +305,6 @@ class S3Store(Store):
         self._bucket_seen = True
 
     @_outlasting_outages
-    def etag(self, key: str) -> str:
-        """The object's ETag (content identity for caching), without its quotes."""
-        return self.head(key)[0]
-
     def head(self, key: str) -> tuple[str, int]:
         """(ETag without its quotes, size in bytes) of the object, without downloading it."""
         try:
