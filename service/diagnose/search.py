@@ -1,0 +1,101 @@
+"""Where the symptoms point: the causes to search, in tiers, read from the report's own tables.
+
+`CANDIDATES[symptom]` lists the causes that may lie behind a symptom, likeliest first (a
+symptom without candidates names its `FALLBACK` cause); `EXPLAINS` says which symptom explains
+another (unscaled input explains a network that learned nothing). A search stage takes the next
+two candidates of every symptom (tier 0: the first two, e.g. a learning rate too high or too low
+for a network that learned nothing, capacity and epochs for underfitting), explaining symptoms
+first; the next tier is searched only when the last found nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.diagnose.models import StageVariant
+from service.diagnose.remedies import SEARCHED, rate_range, remedies
+from service.report.diagnosis import CANDIDATES, EXPLAINS, FALLBACK, TRAINING_TROUBLE
+from service.report.models import Summary, Symptom
+from service.report.rules.thresholds import MIN_GAIN
+
+TIER_WIDTH = 2
+"""Candidate causes of each symptom per search stage."""
+RATE_CAUSES = ("learning_rate_too_high", "learning_rate_too_low")
+
+
+def active_symptoms(summary: Summary) -> list[Symptom]:
+    """The baseline's symptoms worth a search, in the order their causes are searched: a
+    symptom that explains another first, then training that fails outright, then by stake.
+    A symptom whose remedy was already tested without a gain, or with less than MIN_GAIN at
+    stake (and not a failure to train), is left out, as the report leaves it out of causes."""
+    kept = [
+        s
+        for s in summary.symptoms
+        if not s.refuted_by and (s.stake >= MIN_GAIN or s.rule in TRAINING_TROUBLE)
+    ]
+    present = {s.rule for s in kept}
+    explaining = {s for s, covers in EXPLAINS.items() if s in present and present & set(covers)}
+    return sorted(
+        kept, key=lambda s: (s.rule not in explaining, s.rule not in TRAINING_TROUBLE, -s.stake)
+    )
+
+
+def causes_of(symptom: str) -> tuple[str, ...]:
+    return CANDIDATES.get(symptom) or ((FALLBACK[symptom],) if symptom in FALLBACK else ())
+
+
+def tier_causes(symptoms: list[Symptom], tier: int) -> list[str]:
+    """The causes searched at `tier` (0 first), in rank order, each once."""
+    start = tier * TIER_WIDTH
+    ordered: list[str] = []
+    for symptom in symptoms:
+        ordered += causes_of(symptom.rule)[start : start + TIER_WIDTH]
+    return list(dict.fromkeys(ordered))
+
+
+def last_tier(symptoms: list[Symptom]) -> int:
+    longest = max((len(causes_of(s.rule)) for s in symptoms), default=0)
+    return max(0, (longest - 1) // TIER_WIDTH)
+
+
+def search_variants(causes: list[str], baseline: dict[str, Any]) -> list[StageVariant]:
+    """The variants testing `causes`, most direct first. Both rate causes in one tier are one
+    log-spaced range in both directions, placed where the first of them ranks."""
+    found: list[StageVariant] = []
+    for cause in causes:
+        if cause in RATE_CAUSES and all(c in causes for c in RATE_CAUSES):
+            if cause == next(c for c in causes if c in RATE_CAUSES):
+                found += rate_range(baseline, (-1, 1))
+            continue
+        found += remedies(cause, baseline)
+    return found
+
+
+def search_reason(symptoms: list[Symptom], causes: list[str], tier: int) -> str:
+    """The stage's reason: what the baseline shows and what is searched."""
+    shown = ", ".join(s.rule.replace("_", " ") for s in symptoms)
+    if all(c in causes for c in RATE_CAUSES):
+        causes = [c for c in causes if c != "learning_rate_too_low"]
+        what = [
+            "a learning-rate range over several decades, log-spaced in both directions"
+            if c == "learning_rate_too_high"
+            else SEARCHED[c]
+            for c in causes
+            if c in SEARCHED
+        ]
+    else:
+        what = [SEARCHED[c] for c in causes if c in SEARCHED]
+    head = f"The baseline shows: {shown}. " if tier == 0 else "The previous search found no fix. "
+    text = head + "Searching " + _series(list(dict.fromkeys(what))) + "."
+    if "label_noise" in causes:
+        text += (
+            " Test accuracy above validation points to noisy training labels: the report lists "
+            "the samples most likely mislabelled."
+        )
+    return text
+
+
+def _series(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
