@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.lifecycle import EpochRecord, RunMetrics, RunStatus, TestMetrics
+from service.report.configs import apply_overrides
 from service.report.models import (
     Cause,
     Comparison,
@@ -149,7 +150,7 @@ def make_study_data(
         runs = []
         for seed_index, state in enumerate(plan.states):
             run_id = f"r{index:02d}{seed_index}" + "a1b2c3d4e5f6"
-            config = {**BASE_CONFIG, "seed": seed_index}
+            config = {**apply_overrides(BASE_CONFIG, plan.overrides), "seed": seed_index}
             done = epochs if state in ("succeeded", "diverged") else epochs // 2
             history = _history(rng, plan, done, state == "diverged")
             metrics = None

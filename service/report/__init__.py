@@ -2,8 +2,9 @@
 
 `write_report(store, study_id)` gathers the study's runs from the store and writes
 `studies/{study_id}/report/`: index.html (self-contained), report.md, summary.json, runs.csv,
-plots/*.png and, when the diagnosis has one, next-study.yaml (the study to run next). It is idempotent: the report's timestamp is the newest run result's, so writing it
-twice gives the same files.
+plots/*.png and, when the diagnosis has one, next-study.yaml (the study to run next). It is
+idempotent: the report's timestamp is the newest run result's, so writing it twice gives the
+same files.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import json
 from typing import Any
 
 from service.errors import KeyNotFound, StoreError
-from service.lifecycle import read_metrics, read_status, run_key, study_key
+from service.lifecycle import (
+    RunState,
+    StudyDocument,
+    effective_state,
+    read_metrics,
+    read_status,
+    run_key,
+    study_key,
+)
 from service.report.models import RunRecord, StudyData, Summary, VariantRecord
 from service.spec import spec_from_data
 from service.store.base import Store
@@ -23,6 +32,16 @@ REPORT_FILES = ("index.html", "report.md", "summary.json", "runs.csv")
 def gather(store: Store, study_id: str) -> StudyData:
     """Everything the reporter needs about a study, read from the store."""
     document = store.get_json(study_key(study_id, "study.json"))
+    return gather_document(store, {**document, "study_id": study_id})
+
+
+def gather_document(
+    store: Store, document: StudyDocument | dict[str, Any], with_facts: bool = True
+) -> StudyData:
+    """The study's runs from the store, for its `study.json` (as a document or its JSON);
+    `with_facts` False skips reading the dataset (rows need only the runs)."""
+    if isinstance(document, StudyDocument):
+        document = document.model_dump(mode="json")
     records: dict[str, RunRecord] = {}
     for run_id in document["run_ids"]:
         records[run_id] = _run_record(store, run_id)
@@ -36,10 +55,10 @@ def gather(store: Store, study_id: str) -> StudyData:
         for variant in document["variants"]
     ]
     return StudyData(
-        study_id=study_id,
+        study_id=document["study_id"],
         spec=document["spec"],
         variants=variants,
-        dataset=_facts(document["spec"]),
+        dataset=_facts(document["spec"]) if with_facts else None,
     )
 
 
@@ -48,14 +67,13 @@ def _run_record(store: Store, run_id: str) -> RunRecord:
         run = store.get_json(run_key(run_id, "run.json"))
     except KeyNotFound:
         run = {"config": {}, "seed": -1}
-    metrics = read_metrics(store, run_id)
-    status = read_status(store, run_id)
-    state = "succeeded" if metrics is not None else (status.state if status else "queued")
+    state, status = effective_state(store, run_id)
+    metrics = read_metrics(store, run_id) if state is RunState.SUCCEEDED else None
     return RunRecord(
         run_id=run_id,
         seed=run.get("seed", -1),
         config=run.get("config", {}),
-        state=state,
+        state=state.value,
         metrics=metrics,
         status=status,
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from typing import Any
 
@@ -21,8 +20,9 @@ from service.report.formatting import (
     plot_names,
     variant_rows,
 )
-from service.report.models import RunRecord, StudyData, Summary
+from service.report.models import StudyData, Summary
 from service.report.page import render_html
+from service.report.rows import columns_of, rows_of
 from service.report.sections import Section, sections
 
 __all__ = ["render_html", "render_markdown", "runs_csv"]
@@ -104,77 +104,12 @@ def _with_interval(row: VariantRow, key: str) -> str:
 
 # runs.csv
 
-RUN_COLUMNS = [
-    "study_id", "variant", "factor", "run_id", "seed", "state", "test_accuracy", "test_loss",
-    "epochs_run", "final_train_accuracy", "final_val_accuracy", "final_train_loss",
-    "final_val_loss", "best_val_accuracy", "best_epoch", "fit_seconds", "error",
-]  # fmt: skip
-
 
 def runs_csv(data: StudyData) -> str:
-    """One row per run: its results, then its config flattened to `config.<dotted.path>`."""
-    rows = []
-    for variant in data.variants:
-        for run in variant.runs:
-            row = {
-                "study_id": data.study_id,
-                "variant": variant.name,
-                "factor": variant.factor or "",
-            }
-            row.update(_run_results(run))
-            row.update({f"config.{key}": value for key, value in _flatten(run.config).items()})
-            rows.append(row)
-    config_columns = sorted({key for row in rows for key in row if key.startswith("config.")})
+    """One row per variant and run (`rows.rows_of`, the schema `Study.results()` shares)."""
+    rows = rows_of(data)
     buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=RUN_COLUMNS + config_columns, restval="", lineterminator="\n"
-    )
+    writer = csv.DictWriter(buffer, fieldnames=columns_of(rows), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _run_results(run: RunRecord) -> dict[str, Any]:
-    # A succeeded run has metrics; a diverged, failed or running one may still have a history.
-    metrics, status = run.metrics, run.status
-    history = (
-        metrics.history if metrics is not None else (status.history if status is not None else [])
-    )
-    last = history[-1] if history else None
-    validated = [epoch for epoch in history if epoch.val_accuracy is not None]
-    best = max(validated, key=lambda epoch: epoch.val_accuracy, default=None)
-    return {
-        "run_id": run.run_id,
-        "seed": run.seed,
-        "state": run.state,
-        "test_accuracy": _cell(metrics.test.accuracy if metrics else None),
-        "test_loss": _cell(metrics.test.loss if metrics else None),
-        "epochs_run": metrics.epochs_run if metrics else (status.epoch if status else ""),
-        "final_train_accuracy": _cell(last.accuracy if last else None),
-        "final_val_accuracy": _cell(last.val_accuracy if last else None),
-        "final_train_loss": _cell(last.loss if last else None),
-        "final_val_loss": _cell(last.val_loss if last else None),
-        "best_val_accuracy": _cell(best.val_accuracy if best else None),
-        "best_epoch": best.epoch if best else "",
-        "fit_seconds": _cell(metrics.timings.get("fit_seconds") if metrics else None),
-        "error": (status.error or "") if status is not None else "",
-    }
-
-
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{path}."))
-        elif isinstance(value, (list, dict)):
-            flat[path] = json.dumps(value, sort_keys=True)
-        elif value is None:
-            flat[path] = ""
-        else:
-            flat[path] = value
-    return flat

@@ -14,6 +14,7 @@ from service.report.formatting import plot_names
 from service.report.models import StudyData, Summary
 from service.report.plots import render_plots
 from service.report.render import render_html, render_markdown, runs_csv
+from service.report.rows import RUN_COLUMNS
 from tests.report_fixtures import XSS, Plan, default_plans, make_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -113,23 +114,27 @@ def test_plots_are_pngs_of_sensible_size(study, plots):
         assert 300 <= width <= 2500 and 150 <= height <= 4000, (name, width, height)
 
 
-def test_runs_csv_has_one_row_per_run_with_flattened_config(study):
+def test_runs_csv_has_one_row_per_run_with_the_config_paths_that_differ(study):
     _, data = study
     text = runs_csv(data)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == sum(len(variant.runs) for variant in data.variants)
     header = text.splitlines()[0].split(",")
+    assert header[: len(RUN_COLUMNS)] == RUN_COLUMNS
     config = [column for column in header if column.startswith("config.")]
     assert config == sorted(config)
     assert {
         "config.optimizer.learning_rate",
         "config.model.dropout",
-        "config.model.conv_blocks",
+        "config.model.dense.0",
+        "config.schedule.name",
     } <= set(config)
+    assert not any(c.startswith("config.model.conv_blocks") for c in config)  # shared by all
     first = rows[0]
     assert first["study_id"] == data.study_id and first["variant"] == "baseline"
     assert first["state"] == "succeeded" and 0 < float(first["test_accuracy"]) <= 1
-    assert first["config.model.conv_blocks"].startswith('[{"filters": 32')
+    narrower = next(row for row in rows if row["variant"] == XSS)
+    assert (first["config.model.dense.0"], narrower["config.model.dense.0"]) == ("128", "64")
     failed = next(row for row in rows if row["state"] == "failed")
     assert failed["test_accuracy"] == "" and "out of memory" in failed["error"]
     assert {row["variant"] for row in rows} >= {XSS, "sgd lr 2.0"}
