@@ -16,7 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from service.lifecycle import EpochRecord, RunMetrics, RunStatus, TestMetrics
+from service.lifecycle import (
+    EpochRecord,
+    RunMetrics,
+    RunStatus,
+    StudyDocument,
+    TestMetrics,
+    Variant,
+    run_key,
+    study_key,
+    write_status,
+)
 from service.report.configs import apply_overrides
 from service.report.models import DatasetFacts, RunRecord, StudyData, VariantRecord
 from service.spec.models import TrainConfig
@@ -252,3 +262,29 @@ def make_grid(
     if baseline_cell is not None:
         data.variants[0].runs = next(v for v in data.variants if v.name == baseline_cell).runs
     return data
+
+
+def write_to_store(data: StudyData, store: Any) -> StudyDocument:
+    """Write the study into `store` as the planner and the workers do (study.json, each run's
+    run.json, status.json and, when it succeeded, metrics.json); returns its study.json."""
+    runs = {run.run_id: run for variant in data.variants for run in variant.runs}
+    for run in runs.values():
+        store.put_json(
+            run_key(run.run_id, "run.json"),
+            {"run_id": run.run_id, "schema_version": 1, "config": run.config,
+             "dataset_fingerprint": "0" * 16, "seed": run.seed},
+        )  # fmt: skip
+        write_status(store, run.status)
+        if run.metrics is not None:
+            store.put_json(run_key(run.run_id, "metrics.json"), run.metrics.model_dump(mode="json"))
+    document = StudyDocument(
+        study_id=data.study_id,
+        spec=data.spec,
+        variants=[
+            Variant(name=v.name, factor=v.factor, overrides=v.overrides, run_ids=[r.run_id for r in v.runs])
+            for v in data.variants
+        ],
+        run_ids=sorted(runs),
+    )
+    store.put_json(study_key(data.study_id, "study.json"), document.model_dump(mode="json"))
+    return document

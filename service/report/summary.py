@@ -6,7 +6,8 @@ from collections import Counter
 
 from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
-from service.report.models import RunRecord, StudyData, Summary, VariantRecord
+from service.report.labels import short_labels
+from service.report.models import RunRecord, StudyData, Summary, VariantRecord, VariantStats
 from service.report.next_steps import build_next_steps
 from service.report.stats import adjust, variant_stats
 
@@ -24,11 +25,7 @@ def summarize_study(data: StudyData, generated_at: str) -> Summary:
 def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, dict[str, str]]:
     """The summary and the spec files the next steps write beside the report (name -> YAML)."""
     baseline = data.variants[0] if data.variants else None
-    stats = [
-        variant_stats(variant, None if index == 0 else baseline, ALPHA)
-        for index, variant in enumerate(data.variants)
-    ]
-    adjust([s.vs_baseline for s in stats if s.vs_baseline is not None], ALPHA)
+    stats = variant_summaries(data)
     factorial = analyse_grid(data, ALPHA)
     found = diagnose(data, stats, ALPHA, factorial)
     steps, files = build_next_steps(found.study, found.causes)
@@ -54,8 +51,22 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         next_steps=steps,
         notes=_notes(data, runs) + found.small_gains,
         factorial=factorial,
+        labels=short_labels([v.name for v in data.variants], baseline.name if baseline else ""),
     )
     return summary, files
+
+
+def variant_summaries(data: StudyData, alpha: float = ALPHA) -> list[VariantStats]:
+    """Each variant's statistics and its comparison with the baseline (the first variant),
+    Benjamini-Hochberg adjusted over the study: the one computation behind the report and the
+    terminal's tables."""
+    baseline = data.variants[0] if data.variants else None
+    stats = [
+        variant_stats(variant, None if index == 0 else baseline, alpha)
+        for index, variant in enumerate(data.variants)
+    ]
+    adjust([s.vs_baseline for s in stats if s.vs_baseline is not None], alpha)
+    return stats
 
 
 def verdict(found: Diagnosis) -> str:

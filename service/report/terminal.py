@@ -8,30 +8,56 @@ whichever way it points.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from service.lifecycle import StudyDocument
+from service.report import gather_document
 from service.report.formatting import interval, mean_std, p_value, points
-from service.report.models import Summary
+from service.report.labels import short_labels
+from service.report.models import Summary, VariantStats
+from service.report.summary import variant_summaries
+from service.store.base import Store
 
 TOP_CAUSES = 3
 
 
-def variants_table(summary: Summary) -> Table:
-    table = Table(title=f"study {escape(summary.study_id)}", title_justify="left")
+def variants_table(summary: Summary) -> Table | Group:
+    """The report's variants: seeds, test accuracy, the difference from the baseline."""
+    return stats_table(summary.variants, f"study {summary.study_id}", summary.labels)
+
+
+def results_table(store: Store, study_document: StudyDocument | dict[str, Any]) -> Table | Group:
+    """The same table for a study read from the store, before (or without) a report: the
+    statistics are the report's (`summary.variant_summaries`), so the two never disagree."""
+    data = gather_document(store, study_document, with_facts=False)
+    stats = variant_summaries(data)
+    names = [variant.name for variant in data.variants]
+    labels = short_labels(names, names[0] if names else "")
+    return stats_table(stats, f"study {data.study_id}", labels)
+
+
+def stats_table(
+    variants: list[VariantStats], title: str, labels: dict[str, str] | None = None
+) -> Table | Group:
+    """Variants in 80 columns, in percent and points; long names as V1, V2 ... with a legend."""
+    labels = labels or {}
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("variant", overflow="fold", max_width=28)
     table.add_column("seeds", justify="right")
     table.add_column("test acc. (%)", justify="right")
     table.add_column("Δ vs baseline [95% CI]", justify="right")
     table.add_column("p (BH)", justify="right")
-    for variant in summary.variants:
+    for variant in variants:
         comparison = variant.vs_baseline
         delta, p = "", ""
         if comparison is not None:
-            delta = f"{points(comparison.delta)} {interval(comparison.ci_low, comparison.ci_high, signed=True)}"
+            bounds = interval(comparison.ci_low, comparison.ci_high, signed=True)
+            delta = f"{points(comparison.delta)} {bounds}"
             p = p_value(comparison.p_adjusted)
             if comparison.significant:
                 colour = "green" if comparison.delta > 0 else "red"
@@ -39,8 +65,17 @@ def variants_table(summary: Summary) -> Table:
             else:
                 delta = escape(delta)
         seeds = f"{variant.succeeded}/{variant.seeds}"
-        table.add_row(escape(variant.name), seeds, mean_std(variant.test_accuracy), delta, p)
-    return table
+        name = labels.get(variant.name, variant.name)
+        table.add_row(escape(name), seeds, mean_std(variant.test_accuracy), delta, p)
+    legend = [(short, name) for name, short in labels.items() if short != name]
+    if not legend:
+        return table
+    key = Table(box=None, show_header=False, pad_edge=False)
+    key.add_column(style="bold", no_wrap=True)
+    key.add_column(overflow="fold", max_width=72)
+    for short, name in legend:
+        key.add_row(escape(short), escape(name))
+    return Group(table, key)
 
 
 def answer(summary: Summary) -> Group:

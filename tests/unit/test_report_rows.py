@@ -9,11 +9,10 @@ import pandas
 import pytest
 
 from service.client import Study
-from service.lifecycle import StudyDocument, Variant, run_key, study_key, write_status
 from service.report import build_report
 from service.report.rows import RUN_COLUMNS, run_rows
 from service.store.local import LocalStore
-from tests.planted_study import make_grid
+from tests.planted_study import make_grid, write_to_store
 
 
 @pytest.fixture
@@ -28,32 +27,7 @@ def stored(tmp_path):
         factors, lambda lv: 0.9 - 0.03 * lv[0], seeds=2, states={(1, 1): ["failed"] * 2}
     )
     store = LocalStore(tmp_path / "store")
-    runs = {run.run_id: run for variant in data.variants for run in variant.runs}
-    for run in runs.values():
-        store.put_json(
-            run_key(run.run_id, "run.json"),
-            {"run_id": run.run_id, "schema_version": 1, "config": run.config,
-             "dataset_fingerprint": "0" * 16, "seed": run.seed},
-        )  # fmt: skip
-        write_status(store, run.status)
-        if run.metrics is not None:
-            store.put_json(run_key(run.run_id, "metrics.json"), run.metrics.model_dump(mode="json"))
-    document = StudyDocument(
-        study_id=data.study_id,
-        spec=data.spec,
-        variants=[
-            Variant(
-                name=v.name,
-                factor=v.factor,
-                overrides=v.overrides,
-                run_ids=[r.run_id for r in v.runs],
-            )
-            for v in data.variants
-        ],
-        run_ids=sorted(runs),
-    )
-    store.put_json(study_key(data.study_id, "study.json"), document.model_dump(mode="json"))
-    return store, document
+    return store, write_to_store(data, store)
 
 
 def test_rows_carry_the_fixed_columns_then_the_config_paths_that_differ(stored):

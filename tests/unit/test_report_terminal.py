@@ -7,7 +7,12 @@ import io
 
 from rich.console import Console
 
-from service.report.terminal import answer, variants_table
+from service.report import build_report
+from service.report.summary import summarize_study
+from service.report.terminal import answer, results_table, variants_table
+from service.store.local import LocalStore
+from service.summary import summarize_document, summary_table
+from tests.planted_study import clean_facts, make_grid, write_to_store
 from tests.report_fixtures import make_study
 
 RED, GREEN = "\x1b[31m", "\x1b[32m"
@@ -45,3 +50,44 @@ def test_the_table_and_the_answer_fit_80_columns():
     summary, _ = make_study()
     for renderable in (variants_table(summary), answer(summary)):
         assert max(len(line) for line in render(renderable).splitlines()) <= 80
+
+
+def long_grid():
+    factors = [
+        {"path": "optimizer.learning_rate", "values": [0.001, 0.01]},
+        {"path": "model.dropout", "values": [0.0, 0.25, 0.5]},
+    ]
+    return make_grid(factors, lambda lv: 0.9 - 0.04 * lv[0], seeds=3, dataset=clean_facts())
+
+
+def test_long_names_become_short_labels_with_a_legend_inside_80_columns():
+    summary = summarize_study(long_grid(), generated_at="")
+    text = render(variants_table(summary))
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "V1 " in text and "V5 " in text
+    assert "optimizer.learning_rate=0.01, model.dropout=0.5" in text.replace("\n", "")
+    assert summary.labels["optimizer.learning_rate=0.001, model.dropout=0.25"] == "V2"
+
+
+def test_the_results_table_from_the_store_is_the_reports_table(tmp_path):
+    store = LocalStore(tmp_path)
+    document = write_to_store(long_grid(), store)
+    summary, _ = build_report(store, document.study_id)
+    assert render(results_table(store, document)) == render(variants_table(summary))
+    # the deprecated import path gives the same table until the CLI imports it directly
+    assert render(summary_table(summarize_document(document, store), "")) == render(
+        variants_table(summary)
+    )
+
+
+def test_a_two_seed_interval_stays_inside_0_and_100_percent():
+    data = make_grid(
+        [{"path": "model.dropout", "values": [0.0, 0.5]}],
+        lambda lv: (0.80, 0.88)[lv[0]],
+        seeds=2,
+        sd=0.08,
+        dataset=clean_facts(),
+    )
+    summary = summarize_study(data, generated_at="")
+    for variant in summary.variants:
+        assert 0 <= variant.test_accuracy.ci_low <= variant.test_accuracy.ci_high <= 1
