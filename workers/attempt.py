@@ -42,11 +42,8 @@ class Outcome(str, Enum):
     """How one attempt ended, and so what becomes of its message."""
 
     FINISHED = "finished"
-    """The runner returned: the run is succeeded, diverged or cancelled (or was reused). Ack."""
-    FAILED = "failed"
-    """The run failed (an error it cannot train past, its time limit, the attempt cap). Ack."""
-    CANCELLED = "cancelled"
-    """The run was cancelled before it started; its status says so. Ack."""
+    """The run is final after this attempt (`state` says how: trained to a result, diverged,
+    failed, or cancelled before or while it trained), or it was already. Ack."""
     SKIPPED = "skipped"
     """A stale message: the run was submitted again since, and a newer message owns it. Ack."""
     SUPERSEDED = "superseded"
@@ -216,7 +213,7 @@ def run_attempt(
     if control.is_cancelled(run_id):
         mark_cancelled(store, run_id, previous)
         log.info("run cancelled before it started")
-        return AttemptResult(Outcome.CANCELLED, run_id, RunState.CANCELLED)
+        return AttemptResult(Outcome.FINISHED, run_id, RunState.CANCELLED)
     if worker.shutting_down():
         reason = "worker shutting down: run handed back before it started"
         return AttemptResult(Outcome.HANDED_BACK, run_id, reason=reason)
@@ -244,7 +241,7 @@ def _train_leased(
         write_status(store, previous.model_copy(update={"state": RunState.FAILED, "error": error}))
         log.error("run failed", error=error)
         worker.report(store, study_id)
-        return AttemptResult(Outcome.FAILED, run_id, RunState.FAILED, error=error)
+        return AttemptResult(Outcome.FINISHED, run_id, RunState.FAILED, error=error)
 
     hooks = RunHooks(
         cancelled=watch_cancellation(control, run_id),
@@ -285,7 +282,7 @@ def _failed(exc: Exception, message: Message, store: Store, worker: Worker) -> A
         # (The runner marked it failed with whatever the limit interrupted: say what happened.)
         limit = worker.limits.run_time_limit
         record_time_limit(store, run_id, study_id, limit, worker.report, also_failed=True)
-        return AttemptResult(Outcome.FAILED, run_id, RunState.FAILED, error="time limit")
+        return AttemptResult(Outcome.FINISHED, run_id, RunState.FAILED, error="time limit")
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable, retrying", error=str(exc))
         return AttemptResult(Outcome.STORE_UNAVAILABLE, run_id, error=str(exc), exc=exc)
@@ -293,4 +290,4 @@ def _failed(exc: Exception, message: Message, store: Store, worker: Worker) -> A
     if not isinstance(exc, AblateError):
         raise exc
     log.error("run failed", error=str(exc))
-    return AttemptResult(Outcome.FAILED, run_id, RunState.FAILED, error=str(exc))
+    return AttemptResult(Outcome.FINISHED, run_id, RunState.FAILED, error=str(exc))

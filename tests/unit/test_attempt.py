@@ -149,7 +149,7 @@ def test_a_run_cancelled_before_it_starts_is_marked_cancelled_and_not_trained(sp
     control.cancel([spec.run_id])
     trainer = Trainer()
     result = attempt(spec, store, control, trainer)
-    assert result.outcome is Outcome.CANCELLED and result.state is RunState.CANCELLED
+    assert result.outcome is Outcome.FINISHED and result.state is RunState.CANCELLED
     assert trainer.calls == []
     status = read_status(store, spec.run_id)
     assert status.state is RunState.CANCELLED and (status.attempt, status.epoch) == (2, 4)
@@ -257,7 +257,8 @@ def test_a_run_that_died_in_every_attempt_fails_at_the_cap(spec, store, control)
     write_status(store, running)
     trainer, reports = Trainer(), Reports()
     result = attempt(spec, store, control, trainer, reports)
-    assert result.outcome is Outcome.FAILED and trainer.calls == []
+    assert result.outcome is Outcome.FINISHED and result.state is RunState.FAILED
+    assert trainer.calls == []
     error = "gave up after 3 attempts: the worker died during each (last at epoch 7)"
     assert result.error == error
     status = read_status(store, spec.run_id)
@@ -295,7 +296,8 @@ def fails_at_the_time_limit(store) -> Callable[[RunSpec, RunHooks], RunResult]:
 def test_a_run_past_its_time_limit_fails_saying_so(spec, store, control):
     reports = Reports()
     result = attempt(spec, store, control, Trainer(fails_at_the_time_limit(store)), reports)
-    assert result.outcome is Outcome.FAILED and result.error == "time limit"
+    assert result.outcome is Outcome.FINISHED and result.state is RunState.FAILED
+    assert result.error == "time limit"
     status = read_status(store, spec.run_id)
     assert status.state is RunState.FAILED
     assert status.error.startswith("exceeded the run time limit of 20s at epoch 2")
@@ -346,7 +348,8 @@ def test_a_known_error_fails_the_run_after_the_report(spec, store, control):
     reports = Reports()
     error = DatasetError("dataset.path", "not found")
     result = attempt(spec, store, control, Trainer(error), reports)
-    assert result.outcome is Outcome.FAILED and result.error == "dataset.path: not found"
+    assert result.outcome is Outcome.FINISHED and result.state is RunState.FAILED
+    assert result.error == "dataset.path: not found"
     assert result.summary()["state"] == "failed"
     assert reports.studies == [STUDY_ID]
 
