@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny specs that train in seconds on two CPU cores."""
+"""Shared fixtures: tiny specs that train in seconds on two CPU cores, the session's S3 server,
+and this machine's measured pace for tests that wait on `ablate` processes."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,29 @@ def s3_env(s3_server, monkeypatch) -> str:
     bucket = f"ablate-test-{uuid.uuid4().hex[:16]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/prefix"
+
+
+# --- pace: how long `ablate run` takes on this machine now -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def local_pace(tmp_path_factory):
+    """This machine's `tests.waits.Pace` for `ablate` processes, measured once a session: one
+    tiny run of 2 epochs through `ablate run` in a fresh process (its start-up and TensorFlow's
+    import included). Deadlines of tests that wait on `ablate` are derived from it."""
+    from service.lifecycle import RunMetrics
+    from tests.waits import FLOOR_SECONDS, Pace, run_process
+
+    folder = tmp_path_factory.mktemp("pace")
+    spec = {**TINY, "name": "pace", "training": {"epochs": 2, "batch_size": 64}, "ablation": {"seeds": [10_000]}}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    started = time.monotonic()
+    done = run_process([sys.executable, "-m", "service.cli", "run", str(folder / "spec.yaml"), "--store",
+                        str(folder / "store")], 5 * FLOOR_SECONDS, "the pace run", cwd=REPO)
+    wall = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = [RunMetrics.model_validate_json(path.read_text()) for path in (folder / "store").glob("runs/*/metrics.json")]
+    assert len(metrics) == 1, done.stdout[-3000:]
+    pace = Pace.measure(max(0.0, wall - metrics[0].timings["total_seconds"]), wall, metrics)
+    print(f"local pace: {pace}")
+    return pace

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
+
+from tests.waits import FLOOR_SECONDS, wait_until
 
 
 def free_port() -> int:
@@ -65,18 +66,19 @@ class RedisServer:
             options.update(ssl=True, ssl_ca_certs=self.tls["ca"], ssl_cert_reqs="required")
         return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
-    def _wait_ready(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def _wait_ready(self, timeout: float = FLOOR_SECONDS) -> None:
+        """Until it answers PING (milliseconds when idle; `timeout` is for a loaded machine)."""
+
+        def answers() -> bool:
             assert self.process is not None and self.process.poll() is None, (
                 (self.directory / "redis.log").read_text() if (self.directory / "redis.log").exists() else "redis-server exited"
             )
             try:
-                if self.client().ping():
-                    return
+                return bool(self.client().ping())
             except redis.RedisError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
+                return False
+
+        wait_until(answers, timeout, "redis-server to answer", poll=0.05)
 
     def stop(self) -> None:
         """SIGTERM: Redis flushes its AOF and exits."""

@@ -21,11 +21,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.waits import FLOOR_SECONDS, wait_until
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -53,7 +54,7 @@ class S3Server:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float = FLOOR_SECONDS) -> str:
         """Start the server and wait until it answers HTTP; return the endpoint URL."""
         if self.running:
             return self.endpoint
@@ -70,17 +71,19 @@ class S3Server:
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"moto server exited with {self._process.returncode}:\n{self.log_tail()}"
-                )
-            if self._answers():
-                return self.endpoint
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"moto server did not answer on {self.endpoint} in {timeout} s")
+        process = self._process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {process.returncode}:\n{self.log_tail()}")
+            return self._answers()
+
+        try:
+            wait_until(answers, timeout, f"the moto server to answer on {self.endpoint}", self.log_tail, poll=0.05)
+        except AssertionError:
+            self.stop()
+            raise
+        return self.endpoint
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL) and wait until it has exited."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,3 +80,18 @@ class Pace:
     def __str__(self) -> str:
         return (f"start-up {self.startup_seconds:.1f}s, cold run {self.cold_run_seconds:.1f}s, "
                 f"epoch {self.epoch_seconds:.3f}s, run overhead {self.run_overhead_seconds:.2f}s")
+
+
+def run_process(command: list[str], timeout: float, what: str, **options) -> subprocess.CompletedProcess:
+    """`subprocess.run(command, capture_output=True, text=True, **options)` bounded by
+    `timeout`; when it runs out, the process is killed and an AssertionError names `what` with
+    what it had printed by then."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
+    except subprocess.TimeoutExpired as expired:
+        output = "\n".join(_text(part) for part in (expired.stdout, expired.stderr) if part)
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{output[-6000:]}") from None
+
+
+def _text(part: bytes | str) -> str:
+    return part.decode(errors="replace") if isinstance(part, bytes) else part

@@ -4,7 +4,6 @@ its reading of summary.json works on today's findings and on the staged diagnosi
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from bench.diagnosis import names_fault, top_cause
 from bench.diagnosis_cases import CASES, QUICK
+from tests.waits import run_process
 
 REPO = Path(__file__).resolve().parents[2]
 ROW_FIELDS = {"case", "fault", "rule", "title", "correct", "runs", "seconds", "healthy", "error"}
@@ -66,10 +66,16 @@ def test_suite_has_a_case_per_fault_family_and_healthy_baselines():
     assert {case.data for case in CASES} == {"digits", "synthetic"}
 
 
+# A diagnose battery's size in runs, at most (bench/diagnosis.py measured a median of 33).
+BATTERY_RUNS = 40
+
+
 @pytest.mark.slow
-def test_quick_mode_runs_two_diagnoses_and_writes_the_table(tmp_path):
+def test_quick_mode_runs_two_diagnoses_and_writes_the_table(tmp_path, local_pace):
     out = tmp_path / "diagnosis.json"
-    done = subprocess.run(
+    # two diagnoses of 2-epoch runs on 2 jobs, each `ablate diagnose` a fresh process
+    deadline = 2 * local_pace.deadline(epochs=2, runs=BATTERY_RUNS, workers=2, cold=True)
+    done = run_process(
         [
             sys.executable,
             str(REPO / "bench" / "diagnosis.py"),
@@ -79,10 +85,9 @@ def test_quick_mode_runs_two_diagnoses_and_writes_the_table(tmp_path):
             "--out",
             str(out),
         ],
-        capture_output=True,
-        text=True,
+        deadline,
+        "the quick diagnosis benchmark",
         cwd=tmp_path,
-        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     for label in ("recall:", "false alarms:", "median runs:", "median wall time:"):

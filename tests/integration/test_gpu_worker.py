@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from service.settings import Settings
 from tests.conftest import REPO
 from tests.redis_server import RedisServer
 from tests.unit.test_gpus import TWO_GPUS, fake_nvidia_smi
+from tests.waits import FLOOR_SECONDS, wait_until
 from workers.gpus import PROCESS_OVERHEAD_MB
 
 
@@ -36,16 +36,20 @@ class Supervisor:
         lines = [line for line in self.log.read_text().splitlines() if line.startswith("{")]
         return [event for event in map(json.loads, lines) if event.get("event") == name]
 
-    def wait_ready(self, count: int, timeout: float = 60) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while self.log.read_text().count(" ready.") < count:
-            assert self.process.poll() is None, f"supervisor exited:\n{self.log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"workers not ready:\n{self.log.read_text()[-3000:]}"
-            time.sleep(0.2)
+    def tail(self) -> str:
+        return f"supervisor log tail:\n{self.log.read_text()[-3000:]}"
+
+    def wait_ready(self, count: int, timeout: float = FLOOR_SECONDS) -> list[dict]:
+        def ready() -> bool:
+            assert self.process.poll() is None, f"supervisor exited:\n{self.tail()}"
+            return self.log.read_text().count(" ready.") >= count
+
+        wait_until(ready, timeout, f"{count} workers to be ready", self.tail)
         return self.events("gpu worker started")
 
-    def wait(self, timeout: float = 60) -> int:
-        return self.process.wait(timeout=timeout)
+    def wait(self, timeout: float = FLOOR_SECONDS) -> int:
+        wait_until(lambda: self.process.poll() is not None, timeout, "the supervisor to exit", self.tail)
+        return self.process.returncode
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -66,11 +70,9 @@ def gone(pid: int) -> bool:
     return "Z" in state.split()[1]  # a zombie has exited
 
 
-def wait_gone(pids: list[int], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not all(gone(pid) for pid in pids):
-        assert time.monotonic() < deadline, f"still running: {[p for p in pids if not gone(p)]}"
-        time.sleep(0.1)
+def wait_gone(pids: list[int], timeout: float = FLOOR_SECONDS) -> None:
+    wait_until(lambda: all(gone(pid) for pid in pids), timeout, f"processes {pids} to exit",
+               lambda: f"still running: {[p for p in pids if not gone(p)]}", poll=0.1)
 
 
 @pytest.fixture
@@ -178,7 +180,7 @@ def test_a_worker_whose_tensorflow_lists_no_gpu_stops_non_zero_and_leaves_the_ru
     client = AblationClient(broker_url=redis_server.url, store_url=store, queue=queue)
     study = client.submit({**tiny_spec, "name": "no-gpu"})
     (run_id,) = study.run_ids
-    assert supervisor.wait(timeout=120) == 3  # the worker's exit code, passed on by the supervisor
+    assert supervisor.wait() == 3  # the worker's exit code, passed on by the supervisor
     text = supervisor.log.read_text()
     assert "this worker cannot train: stopping it" in text
     (stopped,) = [e for e in map(json.loads, filter(lambda line: line.startswith("{"), text.splitlines()))

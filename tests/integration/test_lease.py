@@ -8,6 +8,7 @@ import pytest
 
 from service.control import RunLease
 from tests.redis_server import RedisServer
+from tests.waits import FLOOR_SECONDS, wait_until
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_an_expired_lease_taken_by_a_newer_attempt_fences_the_old_one(redis_serv
     client = redis_server.client()
     old = RunLease(client, "r2", "A", 1)
     assert old.acquire()
-    time.sleep(1.2)  # stalled past its ttl, no heartbeat
+    time.sleep(1.2)  # stalled past its ttl, no heartbeat (time passing is the event, not a wait)
     new = RunLease(client, "r2", "B", 5)
     assert new.acquire()
     assert not old.still_valid()
@@ -56,7 +57,9 @@ def test_heartbeat_keeps_the_lease_through_a_redis_restart(redis_server):
         time.sleep(1.5)
         assert lease.still_valid()  # Redis away: not stale
         redis_server.start()  # same port, AOF: the fence survives
-        time.sleep(1.0)
+        # the heartbeat, reconnected, holds the key again (its ttl may have run out meanwhile)
+        wait_until(lambda: lease.holder() == lease.value, FLOOR_SECONDS, "the heartbeat to hold the lease again",
+                   lambda: f"holder {lease.holder()!r}, lost {lease.lost.is_set()}", poll=0.05)
         assert lease.still_valid() and not lease.lost.is_set()
         assert lease.holder() == lease.value
     finally:
