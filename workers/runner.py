@@ -42,7 +42,7 @@ from workers.environment import describe_environment
 from workers.hooks import NO_HOOKS, LeaseLost, RunHooks, RunResult, StopReason, TimeLimitReached
 from workers.model import build_model
 from workers.optim import build_optimizer, loss_for, set_learning_rate
-from workers.pipeline import eval_dataset, training_dataset
+from workers.pipeline import class_weights, eval_dataset, training_dataset
 from workers.tensorboard import write_events
 
 log = structlog.get_logger(__name__)
@@ -208,6 +208,9 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: Run
         num_classes,
         one_hot,
         drop_remainder=dropped > 0,
+        fraction=training.train_fraction,
+        resample=training.resample,
+        subset_seed=config.dataset.split_seed,
     )
     val_data = eval_dataset(data.x_val, data.y_val, training.batch_size, num_classes, one_hot)
     fit_started = time.perf_counter()
@@ -216,6 +219,7 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: Run
             model.fit(
                 train_data,
                 validation_data=val_data,
+                class_weight=class_weights(training.class_weight, data.class_names, data.y_train),
                 epochs=training.epochs,
                 initial_epoch=state.epoch,
                 callbacks=[recorder],
