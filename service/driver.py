@@ -209,8 +209,8 @@ class StudyDriver:
         nor (for a dispatcher whose messages outlive us) in flight. Idempotent."""
         if self.dispatcher is None:
             raise ValueError("a driver without a dispatcher can only follow")
-        self.store.check()
         self.dispatcher.check()  # both ends reachable before anything is written
+        self.store.check()
         save_study(self.store, document.study_id, document.model_dump(mode="json"))
         already = reused = 0
         pending: list[tuple[RunSpec, RunStatus | None]] = []

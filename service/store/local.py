@@ -87,13 +87,16 @@ class LocalStore(Store):
         return str(self._path(key)) if key else str(self.root)
 
     def check(self) -> None:
-        """The root is (or can be made) a folder this process may write into."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"store {self.root} cannot be created: {exc.strerror or exc}") from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise StoreError(f"store {self.root} is not writable by this user")
+        """The root is a folder this process may write into, or can be created as one (it is
+        not created here: a check writes nothing)."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise StoreError(f"store {self.root}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "is not writable" if existing == self.root else f"cannot be created in {existing}"
+            raise StoreError(f"store {self.root} {what} by this user")
 
     def head(self, key: str) -> tuple[str, int]:
         """(size and modification time in nanoseconds, size): every write replaces the file, so

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from service.errors import KeyNotFound, StoreError
@@ -62,3 +64,30 @@ def test_store_root_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="not a directory"):
         LocalStore(tmp_path / "file")
+
+
+def test_check_writes_nothing_and_names_an_unusable_root(tmp_path):
+    LocalStore(tmp_path / "new" / "store").check()  # creatable: fine, and not created
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is not a directory"):
+        LocalStore(tmp_path / "file" / "store").check()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):  # root ignores permissions: nothing to refuse
+        return
+    with pytest.raises(StoreError, match="cannot be created in"):
+        LocalStore(locked / "store").check()
+
+
+def test_head_gives_a_tag_that_changes_with_the_content_and_the_size(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put_bytes("a/b", b"one")
+    tag, size = store.head("a/b")
+    assert size == 3 and store.etag("a/b") == tag
+    store.put_bytes("a/b", b"three")
+    assert store.head("a/b")[0] != tag and store.head("a/b")[1] == 5
+    with pytest.raises(KeyNotFound):
+        store.head("a/missing")
+    with pytest.raises(KeyNotFound):
+        store.head("a")
