@@ -21,7 +21,7 @@ import structlog
 import tensorflow as tf
 
 from service.settings import get_settings
-from workers import cpus
+from workers import cpus, quiet_start
 from workers.gpus import DeviceError, gpu_expected
 
 log = structlog.get_logger(__name__)
@@ -116,9 +116,12 @@ def configure_memory(gpus: list, limit_mb: int | None) -> dict[str, Any]:
 def _list_gpus(capture: bool) -> tuple[list, str]:
     """TensorFlow's GPUs and, when asked, what its C++ runtime wrote to stderr meanwhile: the
     first listing loads CUDA, and its errors (a failed cuInit, a library that did not load) go
-    only there. The text is written back to stderr, so the logs keep it too."""
+    only there. The text is written back to stderr, so the logs keep it too; the start-up
+    output a quiet start captured comes first."""
+    # A quiet start (workers.quiet_start) listed them first and kept what CUDA said then.
+    earlier = quiet_start.startup_output()
     if not capture:
-        return tf.config.list_physical_devices("GPU"), ""
+        return tf.config.list_physical_devices("GPU"), earlier
     with tempfile.TemporaryFile() as sink:
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
@@ -132,7 +135,7 @@ def _list_gpus(capture: bool) -> tuple[list, str]:
         text = sink.read().decode(errors="replace")
     if text:
         os.write(2, text.encode())
-    return gpus, text
+    return gpus, earlier + text
 
 
 def _flush_c_stdio() -> None:
