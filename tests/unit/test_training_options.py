@@ -23,7 +23,10 @@ SEED_STUDY_RUN_IDS = [
 ]  # fmt: skip
 SYNTHETIC = {
     "name": "syn",
-    "dataset": {"kind": "synthetic", "image_size": 16, "classes": 3, "samples_per_class": 20, "imbalance": 4.0},
+    "dataset": {
+        "kind": "synthetic", "image_size": 16, "classes": 3, "samples_per_class": 20,
+        "imbalance": 4.0,
+    },
     "model": {"conv_blocks": [{"filters": 4}], "dense": [8]},
     "training": {"epochs": 2, "batch_size": 16, "label_smoothing": 0.1},
     "ablation": {"seeds": [5], "factors": [{"path": "training.batch_size", "values": [8]}]},
