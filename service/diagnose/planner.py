@@ -74,8 +74,10 @@ def next_stage(
         return Stage(
             index=0, kind="baseline", reason=reason, variants=[space.baseline], seeds=chosen
         )
-    if summary is None or not summary.variants or summary.variants[0].succeeded == 0:
-        return None  # no baseline run succeeded: nothing to read symptoms from
+    if summary is None or not summary.variants:
+        return None
+    if summary.variants[0].succeeded + summary.variants[0].diverged == 0:
+        return None  # no baseline run ended in training: no symptom to read
     kinds = [stage.kind for stage in stages]
     if "repair" in kinds:
         return None
@@ -174,7 +176,7 @@ def _search(
             "and higher, a wider model, more epochs) checks that no usual change helps."
         )
     else:
-        variants, notes, tier = [], [], searches
+        variants, notes, tier, reason = [], [], searches, ""
         while not variants and tier <= last_tier(symptoms):
             causes = tier_causes(symptoms, tier)
             variants, notes = space.new(search_variants(causes, space.full))

@@ -19,6 +19,9 @@ from service.report.rules.thresholds import MIN_GAIN
 def screening_fixes(summary: Summary, undecided: set[str]) -> list[FixFound]:
     """Variants significant in the report's family by at least MIN_GAIN (those sent to
     confirmation, `undecided`, are judged there instead)."""
+    base = summary.variants[0]
+    if base.succeeded == 0 and base.diverged:
+        return _training_at_all(summary, undecided)
     found = []
     for stats in summary.variants[1:]:
         c = stats.vs_baseline
@@ -35,6 +38,28 @@ def screening_fixes(summary: Summary, undecided: set[str]) -> list[FixFound]:
                 )
             )
     return found
+
+
+def _training_at_all(summary: Summary, undecided: set[str]) -> list[FixFound]:
+    """A baseline that diverged in every seed has no accuracy to compare with (the report
+    compares nothing with it): a change whose every seed trains is a fix, its gain the
+    accuracy it reaches."""
+    return [
+        FixFound(
+            variant=stats.name,
+            overrides=stats.overrides,
+            gain=stats.test_accuracy.mean,
+            decided_by="screening",
+            p_value=None,
+        )
+        for stats in summary.variants[1:]
+        if is_candidate_fix(stats)
+        and stats.name not in undecided
+        and stats.seeds >= 2
+        and stats.succeeded == stats.seeds
+        and stats.test_accuracy.mean is not None
+        and stats.test_accuracy.mean >= MIN_GAIN
+    ]
 
 
 def _overlap(a: str, b: str) -> bool:

@@ -341,3 +341,33 @@ def test_a_stage_is_read_back_from_the_drivers_round_document():
     read = Stage.from_round(document)
     assert (read.index, read.kind, read.reason, read.seeds) == (2, "confirm", "why", [4, 5])
     assert read.variants[0].candidate() == ("baseline (confirm)", None, {}, "ablation.strategy")
+
+
+def test_a_search_stage_expands_through_the_plan_like_a_specs_own_variants():
+    from service.plan import expand
+    from service.spec import spec_from_data
+
+    spec = spec_from_data({**make_study({"baseline": {}}).spec, "name": "staged"})
+    found = plan(summarize({"baseline": CHANCE}), [BASELINE_DONE])
+    variants, runs = expand(spec, [v.candidate() for v in found.variants], found.seeds)
+    assert [v.name for v in variants] == [v.name for v in found.variants]
+    assert len(runs) == len(found.variants) * len(SEEDS)
+    baseline_runs, _ = expand(spec, [BASELINE_DONE.variants[0].candidate()], SEEDS)
+    assert not set(baseline_runs[0].run_ids) & set(runs)  # nothing the baseline stage trained
+
+
+def test_a_baseline_that_diverged_in_every_seed_is_repaired_by_the_best_rate_that_trains():
+    diverged = {"states": ["diverged"] * 3}
+    found = plan(summarize({"baseline": diverged}), [BASELINE_DONE])
+    assert found.kind == "search" and {v.factor for v in found.variants} == {"learning_rate"}
+    searched = {
+        "lr 0.0001": {"overrides": {"optimizer.learning_rate": 0.0001}, "test_accuracy": 0.90},
+        "lr 1e-05": {"overrides": {"optimizer.learning_rate": 1e-05}, "test_accuracy": 0.70},
+        "lr 0.01": {"overrides": {"optimizer.learning_rate": 0.01}, **diverged},
+    }
+    done = [BASELINE_DONE, stage(1, "search", {n: p["overrides"] for n, p in searched.items()})]
+    summary = summarize({"baseline": diverged, **searched})
+    result = findings(summary, done, None)
+    assert sorted(f.variant for f in result.fixes) == ["lr 0.0001", "lr 1e-05"]
+    assert result.repaired == {"optimizer.learning_rate": 0.0001}
+    assert plan(summary, done) is None  # the repaired config is lr 0.0001's: already trained
