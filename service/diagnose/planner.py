@@ -185,7 +185,8 @@ def _search(
     variants, cut = _cut(variants, len(seeds), budget)
     if not variants:
         return None
-    text = _join(reason, "; ".join(notes).capitalize() + ("." if notes else ""), cut)
+    said = "; ".join(notes)
+    text = _join(reason, said[:1].upper() + said[1:] + ("." if said else ""), cut)
     return Stage(index=index, kind="search", reason=text, variants=variants, seeds=seeds)
 
 
