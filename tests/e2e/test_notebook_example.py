@@ -1,0 +1,54 @@
+"""examples/notebook.py runs as a script: it trains a tiny study locally, loads its runs into
+pandas and prints the typed findings of `study.report()`; a second run trains nothing."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO, TINY
+
+EXAMPLE = REPO / "examples" / "notebook.py"
+
+
+def _example(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
+    )
+
+
+def test_the_example_trains_locally_and_prints_results_and_findings(tmp_path):
+    spec = {**TINY, "name": "notebook", "training": {"epochs": 1, "batch_size": 64}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+
+    first = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "1 runs trained" in first.stdout
+    assert "1/1 runs finished {'succeeded': 1}" in first.stdout
+    assert "test_accuracy" in first.stdout  # the pandas frame of study.results()
+    assert "Significance: Benjamini-Hochberg" in first.stdout  # summary.statistics.statement
+    assert (tmp_path / "store" / "studies").is_dir()
+
+    again = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 runs trained, 1 reused" in again.stdout
+
+
+def test_the_example_uses_only_public_names_of_the_project():
+    tree = ast.parse(EXAMPLE.read_text())
+    imported = [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("service")
+        for alias in node.names
+    ]
+    assert imported == [("service.client", "AblationClient")]
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not any(name.startswith("_") for name in attributes)
