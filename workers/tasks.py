@@ -71,6 +71,7 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
         attempt = run_attempt(Message(spec, study_id, self.request.id), own, _control(), worker)
     except DeviceError as exc:
         _stop_worker(exc)
+    # Every other outcome acknowledges the message (its summary is logged; no result backend).
     if attempt.outcome is Outcome.HANDED_BACK:
         raise Reject(attempt.reason, requeue=True)
     if attempt.outcome is Outcome.DEFERRED:
