@@ -71,6 +71,7 @@ def schema() -> None:
 store_option = click.option("--store", "store_url", help="Result directory (default: $ABLATE_STORE or ./ablate-results).")
 jobs_option = click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once, each in its own process.")
 verbose_option = click.option("--verbose", "-v", is_flag=True, help="Show the training processes' logs.")
+broker_option = click.option("--broker", help="Broker URL, with --submit (default: $ABLATE_BROKER_URL).")
 
 
 @cli.command()
@@ -99,26 +100,27 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--submit", "submit_", is_flag=True, help="Queue the battery for the workers instead of training here.")
+@click.option("--submit", "submit_", is_flag=True, help="Train on the workers (Celery) instead of here; this process plans and follows the stages.")
+@click.option("--budget-runs", type=click.IntRange(1, 100_000), help="Runs the whole diagnosis may train (default and ceiling: the spec's ablation.max_runs).")
+@click.option("--max-seeds", type=click.IntRange(2, 1000), help="Seeds per config at most, fresh ones for confirmation (default: twice the spec's seeds, at least 5).")
+@click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True, help="Diagnose again around the repaired config, until no fix helps or the budget is spent.")
 @store_option
+@broker_option
 @jobs_option
 @verbose_option
-def diagnose(spec: str, submit_: bool, store_url: str | None, jobs: int, verbose: bool) -> None:
-    """Run the standard diagnosis battery around the baseline in SPEC (its ablation section's
-    seeds are kept; its factors are replaced): learning rate x0.1, x0.3, x3, a decay schedule,
-    dropout, L2 and augmentation on/off, half and double width, double epochs."""
-    from service.spec.models import AblationSpec
+def diagnose(
+    spec: str, submit_: bool, budget_runs: int | None, max_seeds: int | None, rounds: int,
+    store_url: str | None, broker: str | None, jobs: int, verbose: bool,
+) -> None:
+    """Diagnose the baseline in SPEC in stages: its seeds and symptoms, a search where the
+    symptoms point, more seeds where the answer is open, and a repaired config (its ablation
+    section's seeds and max_runs are kept; its factors are not used)."""
+    from service.cli.staged import diagnose_in_stages
 
-    study = load_spec(spec)
-    ablation = AblationSpec(strategy="diagnose", seeds=study.ablation.seeds, max_runs=study.ablation.max_runs)
-    study = study.model_copy(update={"ablation": ablation})
-    plan = build_plan(study, source=spec)
-    if submit_:
-        from service.cli.cluster import submit_plan
-
-        submit_plan(plan, store_url, None, wait=False)
-        return
-    train_locally(plan, store_url or get_settings().store, jobs, verbose)
+    settings = get_settings()
+    diagnose_in_stages(
+        load_spec(spec), spec, store_url or settings.store, submit_, broker, budget_runs, max_seeds, rounds, jobs, verbose
+    )
 
 
 def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers=None) -> None:
@@ -127,38 +129,18 @@ def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers
 
     store = open_store(store_url)
     console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {escape(store.location())}")
-    names: dict[str, str] = {}
-    for variant in plan.variants:
-        for run_id in variant.run_ids:
-            names.setdefault(run_id, f"{variant.name} (seed {plan.runs[run_id].seed})")
-
-    with Progress(
-        TextColumn("[bold]runs"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[eta]}"),
-        TextColumn("{task.fields[current]}"),
-        console=console,
-        transient=False,
-        refresh_per_second=4,  # rich's 10 a second takes CPU from training on a small machine
-    ) as bar:
-        task = bar.add_task("runs", total=plan.run_count, current="", eta="")
-
-        def show(status: StudyStatus) -> None:
-            bar.update(task, completed=status.finished, current=_current(status, names), eta=_eta(status))
-
+    with RunsProgress() as progress:
+        progress.add(plan.variants, plan.runs)
         _import_reporter_meanwhile()
         final = run_plan(
-            plan, store, jobs, on_progress=show, verbose=verbose, trainers=trainers,
+            plan, store, jobs, on_progress=progress.show, verbose=verbose, trainers=trainers,
             gpu_memory_mb=get_settings().gpu_memory_mb,
         )
         if trainers is not None:
             trainers.close(wait=False)  # their TensorFlow shutdown overlaps the report
 
     console.print(f"{final.total - final.reused} runs trained, {final.reused} reused from the store")
-    for run_id, error in final.errors.items():
-        errors.print(f"[red]run {run_id} ({escape(names[run_id])}) failed:[/] {escape(error)}", highlight=False)
+    print_failures(final, progress.names)
     console.print(f"results: {escape(store.location('studies/' + plan.study_id))}")
     report_location = write_report_with_status(store, plan.study_id)
     console.print(f"report: {escape(report_location)}")
@@ -166,11 +148,54 @@ def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers
         sys.exit(1)
 
 
+def print_failures(status: StudyStatus, names: dict[str, str]) -> None:
+    for run_id, error in status.errors.items():
+        name = names.get(run_id, run_id)
+        errors.print(f"[red]run {run_id} ({escape(name)}) failed:[/] {escape(error)}", highlight=False)
+
+
+class RunsProgress:
+    """A progress bar of runs done / total with the running runs' epochs and an ETA; one bar
+    per batch of runs (a study, or each round of a staged one)."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[current]}"),
+            console=console,
+            transient=False,
+            refresh_per_second=4,  # rich's 10 a second takes CPU from training on a small machine
+        )
+        self.names: dict[str, str] = {}
+        self.task = None
+
+    def __enter__(self) -> RunsProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def add(self, variants, runs, description: str = "runs") -> None:
+        """A new bar for these variants' runs (`runs`: run_id -> RunSpec)."""
+        for variant in variants:
+            for run_id in variant.run_ids:
+                self.names.setdefault(run_id, f"{variant.name} (seed {runs[run_id].seed})")
+        self.task = self.bar.add_task(description, total=len(runs), current="", eta="")
+
+    def show(self, status: StudyStatus) -> None:
+        self.bar.update(self.task, completed=status.finished, current=_current(status, self.names), eta=_eta(status))
+
+
 def _current(status: StudyStatus, names: dict[str, str]) -> str:
     """The runs training now with their epoch; before any has started, what is happening."""
     if status.running:
         return escape("; ".join(
-            f"{names[run_id]} epoch {epoch}/{epochs}" for run_id, (epoch, epochs) in sorted(status.running.items())
+            f"{names.get(run_id, run_id)} epoch {epoch}/{epochs}" for run_id, (epoch, epochs) in sorted(status.running.items())
         ))
     if status.finished == status.reused and not status.complete:
         return "starting the training processes (TensorFlow loads: 10-20 s)"

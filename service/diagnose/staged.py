@@ -1,0 +1,146 @@
+"""`ablate diagnose`: the staged diagnosis, round by round through the study driver.
+
+Each stage the planner returns (`next_stage`) becomes one round of the study driver: its
+variants are expanded and checked as a spec's own (`service.plan.expand`), the round is stored
+before anything is dispatched, and the next stage is planned from the report's summary of every
+run so far. The same code serves both modes (a local pool or the Celery workers); a driver that
+died is resumed by running the command again, training nothing twice. At the end the report is
+written, and the fixes found, merged, become `repaired.yaml` beside it with their measured gain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from service import datasets
+from service.diagnose.models import CONFIRM_SUFFIX, REPAIRED, DataShape, Findings, Stage
+from service.diagnose.planner import next_stage
+from service.diagnose.repair import findings
+from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport
+from service.identity import study_id as study_id_of
+from service.lifecycle import RoundDocument, StudyDocument, study_key
+from service.plan import expand
+from service.report import gather, publish_report
+from service.report.configs import apply_overrides
+from service.report.models import Comparison, Summary
+from service.report.summary import summarize_study
+from service.spec import spec_from_data
+from service.spec.models import AblationSpec, StudySpec
+from service.store.base import Store
+
+REPAIRED_FILE = "repaired.yaml"
+SECTIONS = ("dataset", "model", "optimizer", "schedule", "augmentation", "training")
+"""The spec's sections that are the baseline's config (the paths the fixes set)."""
+
+
+@dataclass
+class Diagnosis:
+    """What a staged diagnosis found: its rounds, the final summary, the fixes and the repair."""
+
+    study_id: str
+    rounds: list[RoundDocument]
+    summary: Summary
+    findings: Findings
+    report: str
+    """Where index.html is."""
+    repaired: str | None
+    """Where repaired.yaml is; None when nothing to fix was found."""
+    gain: Comparison | None
+    """The repaired config's measured comparison with the baseline (None when not measured)."""
+
+
+def diagnosis_spec(spec: StudySpec) -> StudySpec:
+    """The study a diagnosis of `spec` is: its baseline, seeds and max_runs, no factors."""
+    ablation = AblationSpec(strategy="diagnose", seeds=spec.ablation.seeds, max_runs=spec.ablation.max_runs)
+    return spec.model_copy(update={"ablation": ablation})
+
+
+def run_diagnosis(
+    spec: StudySpec,
+    store: Store,
+    dispatcher: Dispatcher,
+    budget_runs: int | None = None,
+    max_seeds: int | None = None,
+    source: str = "<spec>",
+    on_round: Callable[[RoundDocument, SubmitReport], None] | None = None,
+    on_progress: Callable[[StudyStatus], None] | None = None,
+    poll_seconds: float = 2.0,
+) -> Diagnosis:
+    """Diagnose the baseline of `spec` in stages until the planner is done or the budget
+    (`budget_runs`, at most the spec's `ablation.max_runs`) is spent."""
+    spec = diagnosis_spec(spec)
+    study_id = study_id_of(spec)
+    seeds = spec.ablation.seed_list
+    budget = min(budget_runs or spec.ablation.max_runs, spec.ablation.max_runs)
+    max_seeds = max_seeds or max(2 * len(seeds), 5)
+    baseline = spec.baseline().model_dump(mode="json")
+    info = datasets.inspect(spec.baseline().dataset)
+    data = DataShape(input_shape=info.input_shape, num_classes=info.num_classes, test_samples=info.test_size)
+    base = StudyDocument(study_id=study_id, spec=spec.model_dump(mode="json"), variants=[], run_ids=[])
+
+    def plan_round(done: list[RoundDocument]) -> RoundDocument | None:
+        stages = [Stage.from_round(planned) for planned in done]
+        used = len({run_id for planned in done for run_id in planned.runs})
+        summary = summarize_study(gather(store, study_id), generated_at="") if done else None
+        stage = next_stage(baseline, stages, summary, budget - used, max_seeds, seeds, data)
+        if stage is None:
+            return None
+        candidates = [variant.candidate() for variant in stage.variants]
+        variants, runs = expand(spec, candidates, stage.seeds, source, max_runs=budget)
+        return RoundDocument(
+            study_id=study_id, index=stage.index, kind=stage.kind, reason=stage.reason, variants=variants, runs=runs
+        )
+
+    driver = StudyDriver(store, dispatcher, poll_seconds=poll_seconds)
+    rounds = driver.run_rounds(study_id, plan_round, base, on_round, on_progress)
+    summary, report = publish_report(store, study_id)
+    found = findings(summary, [Stage.from_round(planned) for planned in rounds], info.test_size)
+    gain = measured_gain(summary, found)
+    repaired = None
+    if found.repaired:
+        key = study_key(study_id, f"report/{REPAIRED_FILE}")
+        store.put_bytes(key, repaired_spec(spec, found, gain).encode(), "application/yaml")
+        repaired = store.location(key)
+    return Diagnosis(study_id, rounds, summary, found, report, repaired, gain)
+
+
+def measured_gain(summary: Summary, found: Findings) -> Comparison | None:
+    """The repaired config's comparison with the baseline: the repair stage's, or that of the
+    variant that trained exactly the repaired config (a single fix, or the one that won where
+    fixes set the same path). Confirmation variants come last: their seeds are fresh."""
+    if not found.repaired:
+        return None
+    matches = [s for s in summary.variants[1:] if s.overrides == found.repaired and s.vs_baseline is not None]
+    matches.sort(key=lambda s: (s.name != REPAIRED, s.name.endswith(CONFIRM_SUFFIX)))
+    return matches[0].vs_baseline if matches else None
+
+
+def repaired_spec(spec: StudySpec, found: Findings, gain: Comparison | None) -> str:
+    """A spec file of the repaired baseline (validated), headed by what was measured."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    config = {section: data[section] for section in SECTIONS if section in data}
+    repaired = apply_overrides(config, found.repaired)
+    document: dict[str, Any] = {
+        "name": f"{spec.name}-repaired"[:80],
+        "description": f"The baseline of {spec.name} with the fixes its diagnosis found.",
+        **repaired,
+        "ablation": {"strategy": "one_at_a_time", "seeds": spec.ablation.seeds, "factors": []},
+    }
+    spec_from_data(document)  # never write a spec that does not validate
+    lines = [f"# The repaired config of study {study_id_of(spec)}."]
+    for fix in found.fixes:
+        lines.append(f"# fix: {fix.variant} ({fix.gain * 100:+.1f} points, {fix.decided_by})")
+    if gain is not None:
+        interval = (
+            f", 95% interval [{gain.ci_low * 100:+.1f}, {gain.ci_high * 100:+.1f}]"
+            if gain.ci_low is not None and gain.ci_high is not None
+            else ""
+        )
+        lines.append(f"# measured gain over the baseline: {gain.delta * 100:+.1f} points{interval}")
+    else:
+        lines.append("# measured gain: not measured together (train this spec to measure it)")
+    return "\n".join(lines) + "\n" + yaml.safe_dump(document, sort_keys=False)
