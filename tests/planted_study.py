@@ -247,9 +247,16 @@ def make_grid(
     baseline_cell = None
     for combo in itertools.product(*(range(len(levels)) for levels in grid)):
         overrides: dict[str, Any] = {}
+        names = []
         for index, level in enumerate(combo):
             overrides.update(grid[index][level])
-        name = ", ".join(f"{path}={value}" for path, value in overrides.items())
+            labels = factors[index].get("labels")
+            names.append(
+                labels[level]
+                if labels
+                else ", ".join(f"{p}={v}" for p, v in grid[index][level].items())
+            )
+        name = ", ".join(names)
         variants[name] = {
             "overrides": overrides, "factor": "grid", "test_accuracy": mean(combo), "sd": sd,
             "states": (states or {}).get(combo),
@@ -281,7 +288,12 @@ def write_to_store(data: StudyData, store: Any) -> StudyDocument:
         study_id=data.study_id,
         spec=data.spec,
         variants=[
-            Variant(name=v.name, factor=v.factor, overrides=v.overrides, run_ids=[r.run_id for r in v.runs])
+            Variant(
+                name=v.name,
+                factor=v.factor,
+                overrides=v.overrides,
+                run_ids=[r.run_id for r in v.runs],
+            )
             for v in data.variants
         ],
         run_ids=sorted(runs),

@@ -316,3 +316,35 @@ def make_study(
     plans = plans or default_plans()
     data = make_study_data(plans, classes=classes, epochs=epochs)
     return make_summary(data, plans), data
+
+
+def long_names_grid(factors: int = 2, seeds: int = 3) -> tuple[Summary, StudyData]:
+    """A grid whose factor names and level labels are long generated text (80 characters, the
+    spec's limit), as a user's generated sweep names them: the report must stay readable."""
+    from service.report.summary import summarize_study
+    from tests.planted_study import clean_facts, make_grid
+
+    paths = [
+        ("optimizer.learning_rate", [0.001, 0.01, 0.0001]),
+        ("model.dropout", [0.0, 0.25, 0.5]),
+        ("training.batch_size", [32, 64]),
+    ][:factors]
+    spec_factors = [
+        {
+            "name": (f"generated_factor_{index}_{path.replace('.', '_')}_" + "x" * 80)[:80],
+            "values": [{path: value} for value in values],
+            "labels": [
+                (f"level {value} of {path} from sweep configuration " + "y" * 80)[:80]
+                for value in values
+            ],
+        }
+        for index, (path, values) in enumerate(paths)
+    ]
+    data = make_grid(
+        spec_factors,
+        lambda lv: 0.88 + 0.03 * (lv[0] == 2) - 0.04 * (lv[0] == 1),
+        seeds=seeds,
+        sd=0.01,
+        dataset=clean_facts(),
+    )
+    return summarize_study(data, generated_at="2024-05-01T12:00:00+00:00"), data

@@ -38,6 +38,15 @@ PLOT_CAPTIONS: dict[str, tuple[str, str]] = {
         "Test predictions summed over the seeds of the variant with the highest mean test "
         "accuracy, each row normalized by its true class.",
     ),
+    "grid_heatmap.png": (
+        "Grid: test accuracy per cell",
+        "Mean test accuracy of each cell of the two-factor grid across its seeds (n).",
+    ),
+    "factor_importance.png": (
+        "Grid: what each factor explains",
+        "Each factor's and each two-way interaction's share of the variance of test accuracy "
+        "across runs (eta squared from the Type II ANOVA); green where the ANOVA's p < 0.05.",
+    ),
 }
 
 
@@ -62,6 +71,12 @@ def plot_names(summary: Summary) -> list[str]:
     best = best_variant(summary)
     if best is not None and best.name != summary.baseline:
         names.append("confusion_best.png")
+    factorial = summary.factorial
+    if factorial is not None and factorial.cells:
+        if len(factorial.factors) == 2:
+            names.append("grid_heatmap.png")
+        if len(factorial.factors) > 2 and factorial.model != "none":
+            names.append("factor_importance.png")
     return names
 
 
@@ -146,6 +161,8 @@ def mean_std(stats: MetricStats) -> str:
 @dataclass
 class VariantRow:
     name: str
+    """The name a view shows: the variant's short label when it has one."""
+    full_name: str
     factor: str
     seeds: str
     test_accuracy: str
@@ -199,7 +216,8 @@ def _variant_row(summary: Summary, variant: VariantStats) -> VariantRow:
         notes.append("significant")
     epoch = variant.best_epoch
     return VariantRow(
-        name=variant.name,
+        name=summary.labels.get(variant.name, variant.name),
+        full_name=variant.name,
         factor=variant.factor or "",
         seeds=f"{variant.succeeded}/{variant.seeds}",
         test_accuracy=mean_std(variant.test_accuracy),

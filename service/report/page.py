@@ -19,6 +19,7 @@ from service.report.formatting import (
     plot_names,
     variant_rows,
 )
+from service.report.labels import legend
 from service.report.models import Summary
 from service.report.sections import Item, Section, sections
 
@@ -63,8 +64,14 @@ pre { background: var(--bg); border: 1px solid var(--line); border-radius: 6px; 
 table { border-collapse: collapse; background: #fff; }
 .scroll-x { overflow-x: auto; }
 .evidence { font-size: 13px; margin-top: 4px; }
-.evidence th, .evidence td { border: 1px solid var(--line); padding: 3px 10px; text-align: left; white-space: nowrap; }
-.evidence th { background: var(--bg); font-weight: 600; }
+.evidence { max-width: 100%; }
+.evidence th, .evidence td { border: 1px solid var(--line); padding: 3px 10px; text-align: left;
+  vertical-align: top; overflow-wrap: break-word; }
+.evidence th { background: var(--bg); font-weight: 600; min-width: 9em; }
+.card h3, .card p, .intro, li, figcaption { overflow-wrap: break-word; }
+.labels { font-size: 13.5px; }
+.labels td { padding: 3px 10px; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+.labels td:first-child { font-weight: 700; white-space: nowrap; }
 details { margin-top: 8px; font-size: 13px; color: var(--muted); }
 details code { word-break: break-all; }
 #variants .scroll-x { border: 1px solid var(--line); border-radius: 8px; }
@@ -107,7 +114,7 @@ def render_html(summary: Summary, plots: dict[str, bytes]) -> str:
     parts += _header(summary)
     for section in sections(summary):
         parts += _section(section)
-    parts += _variants(summary)
+    parts += _variants(summary) + _legend(summary)
     parts += _plots(summary, plots) + _notes(summary)
     parts.append(
         f"<footer>summary.json (schema version {summary.schema_version}), report.md, runs.csv and "
@@ -177,7 +184,9 @@ def _variants(summary: Summary) -> list[str]:
             value = escape(getattr(row, key))
             if key in INTERVAL_OF and getattr(row, INTERVAL_OF[key]) != "–":
                 value += f'<span class="ci">{escape(getattr(row, INTERVAL_OF[key]))}</span>'
-            if key == "name" and row.factor:
+            if key == "name" and row.full_name != row.name:
+                value += f'<span class="factor">{escape(row.full_name)}</span>'
+            elif key == "name" and row.factor:
                 value += f'<span class="factor">{escape(row.factor)}</span>'
             cells.append(f'<td class="{"num " if key in NUMERIC else ""}{key}">{value}</td>')
         body.append(f'<tr class="{classes}">{"".join(cells)}</tr>')
@@ -185,9 +194,23 @@ def _variants(summary: Summary) -> list[str]:
         '<section id="variants"><h2>Variants</h2><div class="scroll-x"><table class="variants">',
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>",
         '<p class="legend">Test accuracy: mean ± std across seeds (%), its 95% interval below. Δ in '
-        "percentage points against the baseline, with Welch's 95% interval and p-value (Holm's "
-        "adjustment over the study's comparisons in brackets: significance is judged on it); g "
-        "is Hedges' g. Seeds: succeeded of planned.</p></section>",
+        "percentage points against the baseline, with Welch's 95% interval; p is Welch's, "
+        "adjusted with Benjamini-Hochberg over the study's comparisons (significance is judged "
+        "on it); g is Hedges' g. Seeds: succeeded of planned.</p></section>",
+    ]
+
+
+def _legend(summary: Summary) -> list[str]:
+    """The full name behind each short label the plots and tables show."""
+    rows = "".join(
+        f"<tr><td>{escape(short)}</td><td>{escape(name)}</td></tr>" for short, name in legend(summary)
+    )
+    if not rows:
+        return []
+    return [
+        '<section id="labels"><h2>Variant labels</h2><p class="legend">Names too long for a '
+        "plot's axis are shown as these labels.</p>"
+        f'<table class="labels"><tbody>{rows}</tbody></table></section>'
     ]
 
 

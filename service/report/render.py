@@ -20,6 +20,7 @@ from service.report.formatting import (
     plot_names,
     variant_rows,
 )
+from service.report.labels import legend
 from service.report.models import StudyData, Summary
 from service.report.page import render_html
 from service.report.rows import columns_of, rows_of
@@ -66,6 +67,9 @@ def render_markdown(summary: Summary) -> str:
         "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from Welch's t-test adjusted with Benjamini-Hochberg over the study's comparisons (significance is judged on it); g is Hedges' g.",
         "",
     ]
+    if legend(summary):
+        lines += ["## Variant labels", "", "| Label | Variant |", "|---|---|"]
+        lines += [f"| {_md(short)} | {_md(name)} |" for short, name in legend(summary)] + [""]
     lines += ["## Plots", ""]
     for name in plot_names(summary):
         title, caption = PLOT_CAPTIONS[name]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.report.formatting import number, pct, points
-from service.report.models import Cause, Summary
+from service.report.formatting import interval, number, p_value, pct, points
+from service.report.models import Cause, Factorial, Summary
 
 
 @dataclass
@@ -38,8 +38,13 @@ class Section:
 
 def sections(summary: Summary) -> list[Section]:
     return [
-        Section("answer", "The answer", intro=_sentence(summary.verdict) + " " + summary.statistics.statement),
+        Section(
+            "answer",
+            "The answer",
+            intro=_sentence(summary.verdict) + " " + summary.statistics.statement,
+        ),
         _causes(summary),
+        *([_factorial(summary.factorial)] if summary.factorial is not None else []),
         _symptoms(summary),
         _strengths(summary),
         _inconclusive(summary),
@@ -79,7 +84,7 @@ def _cause(cause: Cause) -> Item:
         rows.append(("accuracy at stake", points(cause.gain)))
     if cause.fix is not None and cause.fix.ci_low is not None:
         rows.append(("95% CI", f"{points(cause.fix.ci_low)} to {points(cause.fix.ci_high)}"))
-        rows.append(("p (BH-adjusted)", number(cause.fix.p_adjusted)))
+        rows.append(("p (BH-adjusted)", p_value(cause.fix.p_adjusted)))
     return Item(
         title=cause.title,
         text=f"{cause.statement} What to do: {cause.advice}",
@@ -89,21 +94,109 @@ def _cause(cause: Cause) -> Item:
     )
 
 
+POINT_KEYS = ("delta", "gain", "stake", "gap", "deficit", "drop", "rise", "difference")
+"""Evidence keys whose value is a difference of accuracies: shown in points."""
+PERCENT_KEYS = ("accuracy", "recall", "share", "chance", "fraction", "rate_of")
+"""Evidence keys whose value is an accuracy or a share: shown in percent."""
+MAX_ITEMS = 12
+"""A list or mapping in the evidence shows at most this many items, then a count."""
+
+
+def _evidence_value(key: str, value: Any) -> str:
+    """One evidence value as text a reader can check: points for differences, percent for
+    accuracies and shares, mappings as `key: value` pairs, never raw JSON."""
+    if isinstance(value, bool) or value is None:
+        return number(value)
+    if isinstance(value, float):
+        if any(word in key for word in POINT_KEYS):
+            return points(value)
+        if any(word in key for word in PERCENT_KEYS) and 0 <= value <= 1:
+            return pct(value)
+        return number(value)
+    if isinstance(value, dict):
+        items = list(value.items())
+        text = ", ".join(f"{k}: {_evidence_value(key, v)}" for k, v in items[:MAX_ITEMS])
+        return text + (f" (and {len(items) - MAX_ITEMS} more)" if len(items) > MAX_ITEMS else "")
+    if isinstance(value, (list, tuple)):
+        text = ", ".join(_evidence_value(key, v) for v in value[:MAX_ITEMS])
+        return text + (f" (and {len(value) - MAX_ITEMS} more)" if len(value) > MAX_ITEMS else "")
+    return number(value)
+
+
 def _scalar_rows(evidence: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = []
-    for key, value in evidence.items():
-        name = key.replace("_", " ")
-        if isinstance(value, dict):
-            value = ", ".join(
-                f"{k}: {pct(v) if isinstance(v, float) and 0 <= v <= 1 else number(v)}"
-                for k, v in value.items()
+    return [(key.replace("_", " "), _evidence_value(key, value)) for key, value in evidence.items()]
+
+
+def _factorial(factorial: Factorial) -> Section:
+    """A grid's factors: each factor's ANOVA, share of variance and main effects against the
+    baseline's level; the interactions; what the design could not estimate."""
+    items = []
+    effects = {}
+    for effect in factorial.main_effects:
+        effects.setdefault(effect.factor, {})[effect.level] = effect
+    for factor in factorial.factors:
+        share = (
+            f", explains {pct(factor.eta_squared)} of the variance"
+            if factor.eta_squared is not None
+            else ""
+        )
+        rows = []
+        for level in factor.levels:
+            value = pct(level.mean) + f" (n={level.seeds})"
+            if level.level == factor.baseline_level:
+                value += ", the baseline's level"
+            effect = effects.get(factor.factor, {}).get(level.level)
+            if effect is not None:
+                value += (
+                    f"; {points(effect.delta)} {interval(effect.ci_low, effect.ci_high, signed=True)}"
+                    f", p (BH) {p_value(effect.p_adjusted)}"
+                    + (", significant" if effect.significant else "")
+                )
+            rows.append((level.level, value))
+        items.append(
+            Item(
+                title=f"{factor.factor}: ANOVA p {p_value(factor.p_value)}{share}",
+                text=(
+                    "Marginal mean test accuracy per level (averaged over the other factors) and, "
+                    "against the baseline's level, the main effect with its 95% interval."
+                ),
+                badge="helps"
+                if any(
+                    e.significant and e.delta > 0 for e in effects.get(factor.factor, {}).values()
+                )
+                else "",
+                rows=rows,
             )
-            rows.append((name, value))
-        elif isinstance(value, float) and ("accuracy" in key or "recall" in key or key == "gap"):
-            rows.append((name, pct(value)))
-        else:
-            rows.append((name, number(value)))
-    return rows
+        )
+    for interaction in factorial.interactions:
+        verdict = (
+            "its factors' effects depend on each other"
+            if interaction.significant
+            else "no interaction shown"
+        )
+        items.append(
+            Item(
+                title=f"{' × '.join(interaction.factors)}: p (BH) {p_value(interaction.p_adjusted)}",
+                text=f"Two-way interaction, {pct(interaction.eta_squared)} of the variance: {verdict}.",
+            )
+        )
+    items += [Item(title="Note", text=note, badge="data") for note in factorial.notes]
+    model = {
+        "two-way": "main effects and every two-way interaction",
+        "additive": "main effects only",
+        "none": "nothing estimable",
+    }[factorial.model]
+    return Section(
+        "factorial",
+        "The grid's factors",
+        intro=(
+            "The grid read as a factorial design: a linear model of each run's test accuracy "
+            f"({model}; seeds are replicates; {factorial.residual_df} residual degrees of "
+            "freedom), a Type II ANOVA per factor, and each factor's main effect against the "
+            "baseline's own level, Benjamini-Hochberg adjusted over the grid."
+        ),
+        items=items,
+    )
 
 
 def _symptoms(summary: Summary) -> Section:
@@ -124,7 +217,14 @@ def _symptoms(summary: Summary) -> Section:
             )
         )
     for fact in summary.facts:
-        items.append(Item(title=fact.title, text=fact.statement, badge="data", rows=_scalar_rows(fact.evidence)))
+        items.append(
+            Item(
+                title=fact.title,
+                text=fact.statement,
+                badge="data",
+                rows=_scalar_rows(fact.evidence),
+            )
+        )
     return Section(
         "symptoms",
         "What the baseline's runs show",
@@ -147,7 +247,9 @@ def _strengths(summary: Summary) -> Section:
 
 def _inconclusive(summary: Summary) -> Section:
     items = [Item(title=item.variant, text=item.statement) for item in summary.inconclusive]
-    items += [Item(title="Not compared", text=text, badge="data") for text in summary.not_comparable]
+    items += [
+        Item(title="Not compared", text=text, badge="data") for text in summary.not_comparable
+    ]
     return Section(
         "inconclusive",
         "What the study cannot tell",

@@ -22,7 +22,7 @@ import pytest
 
 from service.report.plots import render_plots
 from service.report.render import render_html
-from tests.report_fixtures import XSS, make_study
+from tests.report_fixtures import XSS, long_names_grid, make_study
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -238,3 +238,60 @@ def test_the_console_check_catches_errors_and_broken_images(browser, tmp_path):
     assert any("undefined_function" in error for error in errors), errors
     assert any("missing.png" in error for error in errors), errors
     assert browser.evaluate("[...document.images].map(i => i.naturalWidth)") == [0]
+
+
+OVERFLOWING = """
+[...document.querySelectorAll('body *')]
+  .filter(el => !el.closest('.scroll-x, pre'))
+  .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+    || (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1))
+  .map(el => el.tagName + '.' + el.className + ': ' + (el.textContent || '').slice(0, 60))
+"""
+"""Elements outside a scroll box that stick out of the page or whose content overflows them."""
+
+
+@pytest.mark.parametrize("factors", [2, 3])
+def test_a_grid_report_with_long_generated_names_fits_1280_pixels(browser, tmp_path, factors):
+    summary, data = long_names_grid(factors)
+    plots = render_plots(summary, data)
+    page = tmp_path / "index.html"
+    page.write_text(render_html(summary, plots), encoding="utf-8")
+    browser.open(page.as_uri())
+    browser.screenshot(ARTIFACTS / f"grid-report-{factors}-factors.png")
+
+    width = browser.evaluate("document.documentElement.clientWidth")
+    assert width == 1280
+    assert browser.evaluate("document.documentElement.scrollWidth") <= width  # no page scroll
+    assert browser.evaluate(OVERFLOWING) == []  # nothing sticks out (and so nothing is cut)
+
+    images = browser.evaluate(
+        "[...document.images].map(i => ({complete: i.complete, width: i.naturalWidth, "
+        "right: i.getBoundingClientRect().right, alt: i.alt}))"
+    )
+    assert len(images) == len(plots)
+    assert all(i["complete"] and i["width"] > 100 and i["right"] <= width for i in images), images
+    grid_plot = "grid_heatmap" if factors == 2 else "factor_importance"
+    assert browser.evaluate(f"!!document.querySelector('figure#{grid_plot} img')")
+
+    # Plot labels: every variant has its own short label, and the legend maps each back.
+    legend = browser.evaluate(
+        "[...document.querySelectorAll('table.labels tr')].map(r => [...r.cells].map(c => c.innerText))"
+    )
+    names = [variant.name for variant in summary.variants[1:]]
+    assert [name for _, name in legend] == names
+    assert len({short for short, _ in legend}) == len(legend) == len(names)
+    assert all(len(short) <= 4 for short, _ in legend)
+    shown = browser.evaluate(
+        "[...document.querySelectorAll('.variants td.name')].map(td => td.firstChild.textContent)"
+    )
+    assert len(set(shown)) == len(shown) == len(summary.variants)
+
+    # The grid's analysis is on the page, in points, with no raw JSON in the evidence.
+    text = browser.evaluate("document.getElementById('factorial').innerText")
+    assert all(factor.factor in text for factor in summary.factorial.factors)
+    assert " pts [" in text and "ANOVA p" in text
+    evidence = browser.evaluate(
+        "[...document.querySelectorAll('table.evidence td')].map(td => td.innerText)"
+    )
+    assert evidence and not [cell for cell in evidence if cell.lstrip().startswith(("{", "["))]
+    assert browser.console_errors() == []

@@ -12,10 +12,12 @@ from PIL import Image
 
 from service.report.formatting import plot_names
 from service.report.models import StudyData, Summary
-from service.report.plots import render_plots
+from service.report.plots import _test_accuracy, _train_val_gap, render_plots
 from service.report.render import render_html, render_markdown, runs_csv
 from service.report.rows import RUN_COLUMNS
-from tests.report_fixtures import XSS, Plan, default_plans, make_study
+from service.report.summary import summarize_study
+from tests.planted_study import clean_facts, make_grid
+from tests.report_fixtures import XSS, Plan, default_plans, long_names_grid, make_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -142,6 +144,7 @@ def test_runs_csv_has_one_row_per_run_with_the_config_paths_that_differ(study):
 
 def test_runs_csv_loads_in_pandas(study):
     import pandas
+
     _, data = study
     frame = pandas.read_csv(io.StringIO(runs_csv(data)))
     assert len(frame) == sum(len(variant.runs) for variant in data.variants)
@@ -192,3 +195,35 @@ def test_plots_render_from_several_threads_at_once():
     for thread in threads:
         thread.join()
     assert results == [expected] * 3
+
+
+def test_a_two_seed_study_draws_accuracy_inside_0_to_100_percent():
+    # Two seeds far apart once drew the accuracy axis from -25 to 175%.
+    data = make_grid(
+        [{"path": "model.dropout", "values": [0.0, 0.5]}],
+        lambda lv: (0.95, 0.97)[lv[0]],
+        seeds=2,
+        sd=0.04,
+        dataset=clean_facts(),
+    )
+    summary = summarize_study(data, generated_at="")
+    low, high = _test_accuracy(summary).axes[0].get_xlim()
+    assert 0 <= low < high <= 100
+    gap_low, gap_high = _train_val_gap(summary).axes[0].get_xlim()
+    assert -100 <= gap_low < gap_high <= 100
+    for variant in summary.variants:
+        assert 0 <= variant.test_accuracy.ci_low <= variant.test_accuracy.ci_high <= 1
+
+
+@pytest.mark.parametrize(
+    ("factors", "grid_plot"), [(2, "grid_heatmap.png"), (3, "factor_importance.png")]
+)
+def test_a_grid_report_has_its_factor_plot_its_analysis_and_a_label_legend(factors, grid_plot):
+    summary, data = long_names_grid(factors, seeds=2)
+    plots = render_plots(summary, data)
+    assert grid_plot in plots and Image.open(io.BytesIO(plots[grid_plot])).size[0] <= 1400
+    markdown = render_markdown(summary)
+    assert "## The grid's factors" in markdown and "## Variant labels" in markdown
+    assert f"| V{len(summary.variants) - 1} | " in markdown
+    page = render_html(summary, plots)
+    assert 'id="factorial"' in page and 'class="labels"' in page
