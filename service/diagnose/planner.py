@@ -27,7 +27,7 @@ from service.diagnose.models import (
     Stage,
     StageVariant,
 )
-from service.diagnose.repair import findings
+from service.diagnose.repair import findings, outranked, screening_fixes
 from service.diagnose.search import (
     active_symptoms,
     last_tier,
@@ -208,7 +208,9 @@ def _confirmation(
     seeds: list[int],
 ) -> Stage | None:
     del space  # a confirmation trains configs already trained, on fresh seeds
-    candidates = open_comparisons(summary)
+    settled = screening_fixes(summary, set())
+    # A candidate that a larger settled fix overrules in the repair (same path) cannot change it.
+    candidates = [c for c in open_comparisons(summary) if not outranked(c, settled)]
     if not candidates:
         return None
     count = confirmation_seed_count(summary, candidates, len(seeds), max_seeds)

@@ -12,7 +12,7 @@ from typing import Any
 
 from service.diagnose.confirm import decide, is_candidate_fix
 from service.diagnose.models import BASELINE, CONFIRM_SUFFIX, Findings, FixFound, Stage
-from service.report.models import Summary
+from service.report.models import Summary, VariantStats
 from service.report.rules.thresholds import MIN_GAIN
 
 
@@ -64,6 +64,15 @@ def _training_at_all(summary: Summary, undecided: set[str]) -> list[FixFound]:
 
 def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def outranked(candidate: VariantStats, fixes: list[FixFound]) -> bool:
+    """A fix with a larger gain sets a path the candidate sets: the merge would drop it."""
+    gain = candidate.vs_baseline.delta if candidate.vs_baseline else 0.0
+    return any(
+        fix.gain >= gain and any(_overlap(a, b) for a in candidate.overrides for b in fix.overrides)
+        for fix in fixes
+    )
 
 
 def merge(fixes: list[FixFound]) -> tuple[dict[str, Any], list[str]]:

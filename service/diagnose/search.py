@@ -4,8 +4,9 @@
 symptom without candidates names its `FALLBACK` cause); `EXPLAINS` says which symptom explains
 another (unscaled input explains a network that learned nothing). A search stage takes the next
 two candidates of every symptom (tier 0: the first two, e.g. a learning rate too high or too low
-for a network that learned nothing, capacity and epochs for underfitting), explaining symptoms
-first; the next tier is searched only when the last found nothing.
+for a network that learned nothing, capacity and epochs for underfitting), training that fails
+outright first, then explaining symptoms; the next tier is searched only when the last found
+nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ RATE_CAUSES = ("learning_rate_too_high", "learning_rate_too_low")
 
 
 def active_symptoms(summary: Summary) -> list[Symptom]:
-    """The baseline's symptoms worth a search, in the order their causes are searched: a
-    symptom that explains another first, then training that fails outright, then by stake.
+    """The baseline's symptoms worth a search, in the order their causes are searched:
+    training that fails outright first (its learning-rate range before anything else), then a
+    symptom that explains others (unscaled input, too few updates), then by stake.
     A symptom whose remedy was already tested without a gain, or with less than MIN_GAIN at
     stake (and not a failure to train), is left out, as the report leaves it out of causes."""
     kept = [
@@ -36,7 +38,7 @@ def active_symptoms(summary: Summary) -> list[Symptom]:
     present = {s.rule for s in kept}
     explaining = {s for s, covers in EXPLAINS.items() if s in present and present & set(covers)}
     return sorted(
-        kept, key=lambda s: (s.rule not in explaining, s.rule not in TRAINING_TROUBLE, -s.stake)
+        kept, key=lambda s: (s.rule not in TRAINING_TROUBLE, s.rule not in explaining, -s.stake)
     )
 
 

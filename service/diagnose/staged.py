@@ -33,6 +33,9 @@ from service.spec.models import AblationSpec, StudySpec
 from service.store.base import Store
 
 REPAIRED_FILE = "repaired.yaml"
+BUDGET_PER_SEED = 20
+"""Runs a diagnosis trains by default per seed of the spec (40 for 2 seeds, 60 for 3), never
+more than `ablation.max_runs`; `--budget-runs` sets it."""
 SECTIONS = ("dataset", "model", "optimizer", "schedule", "augmentation", "training")
 """The spec's sections that are the baseline's config (the paths the fixes set)."""
 
@@ -55,7 +58,9 @@ class Diagnosis:
 
 def diagnosis_spec(spec: StudySpec) -> StudySpec:
     """The study a diagnosis of `spec` is: its baseline, seeds and max_runs, no factors."""
-    ablation = AblationSpec(strategy="diagnose", seeds=spec.ablation.seeds, max_runs=spec.ablation.max_runs)
+    ablation = AblationSpec(
+        strategy="diagnose", seeds=spec.ablation.seeds, max_runs=spec.ablation.max_runs
+    )
     return spec.model_copy(update={"ablation": ablation})
 
 
@@ -75,12 +80,16 @@ def run_diagnosis(
     spec = diagnosis_spec(spec)
     study_id = study_id_of(spec)
     seeds = spec.ablation.seed_list
-    budget = min(budget_runs or spec.ablation.max_runs, spec.ablation.max_runs)
+    budget = min(budget_runs or default_budget(spec), spec.ablation.max_runs)
     max_seeds = max_seeds or max(2 * len(seeds), 5)
     baseline = spec.baseline().model_dump(mode="json")
     info = datasets.inspect(spec.baseline().dataset)
-    data = DataShape(input_shape=info.input_shape, num_classes=info.num_classes, test_samples=info.test_size)
-    base = StudyDocument(study_id=study_id, spec=spec.model_dump(mode="json"), variants=[], run_ids=[])
+    data = DataShape(
+        input_shape=info.input_shape, num_classes=info.num_classes, test_samples=info.test_size
+    )
+    base = StudyDocument(
+        study_id=study_id, spec=spec.model_dump(mode="json"), variants=[], run_ids=[]
+    )
 
     def plan_round(done: list[RoundDocument]) -> RoundDocument | None:
         stages = [Stage.from_round(planned) for planned in done]
@@ -92,7 +101,12 @@ def run_diagnosis(
         candidates = [variant.candidate() for variant in stage.variants]
         variants, runs = expand(spec, candidates, stage.seeds, source, max_runs=budget)
         return RoundDocument(
-            study_id=study_id, index=stage.index, kind=stage.kind, reason=stage.reason, variants=variants, runs=runs
+            study_id=study_id,
+            index=stage.index,
+            kind=stage.kind,
+            reason=stage.reason,
+            variants=variants,
+            runs=runs,
         )
 
     driver = StudyDriver(store, dispatcher, poll_seconds=poll_seconds)
@@ -108,13 +122,21 @@ def run_diagnosis(
     return Diagnosis(study_id, rounds, summary, found, report, repaired, gain)
 
 
+def default_budget(spec: StudySpec) -> int:
+    return min(BUDGET_PER_SEED * len(spec.ablation.seed_list), spec.ablation.max_runs)
+
+
 def measured_gain(summary: Summary, found: Findings) -> Comparison | None:
     """The repaired config's comparison with the baseline: the repair stage's, or that of the
     variant that trained exactly the repaired config (a single fix, or the one that won where
     fixes set the same path). Confirmation variants come last: their seeds are fresh."""
     if not found.repaired:
         return None
-    matches = [s for s in summary.variants[1:] if s.overrides == found.repaired and s.vs_baseline is not None]
+    matches = [
+        s
+        for s in summary.variants[1:]
+        if s.overrides == found.repaired and s.vs_baseline is not None
+    ]
     matches.sort(key=lambda s: (s.name != REPAIRED, s.name.endswith(CONFIRM_SUFFIX)))
     return matches[0].vs_baseline if matches else None
 

@@ -157,7 +157,7 @@ def test_underfitting_searches_capacity_and_epochs_but_a_factory_model_is_not_wi
     assert "factory" in found.reason
 
 
-def test_unscaled_input_that_explains_a_chance_baseline_puts_the_scaling_options_first():
+def test_unscaled_input_behind_a_chance_baseline_adds_the_scaling_options_after_the_rate_range():
     base = make_study({"baseline": {}}).spec
     base = {k: base[k] for k in ("dataset", "model", "optimizer", "training")}
     base["dataset"] = {**base["dataset"], "scale": "none"}
@@ -165,8 +165,10 @@ def test_unscaled_input_that_explains_a_chance_baseline_puts_the_scaling_options
         {"baseline": CHANCE}, base=base, dataset=clean_facts(scale="none", raw_max=4095.0)
     )
     found = plan(summary, [BASELINE_DONE], base=base)
-    assert found.variants[0].overrides == {"dataset.scale": "auto"}
-    assert {"learning_rate", "scale"} == {v.factor for v in found.variants}
+    factors = [v.factor for v in found.variants]
+    assert set(factors) == {"learning_rate", "scale"}
+    assert factors.index("scale") > max(i for i, f in enumerate(factors) if f == "learning_rate")
+    assert found.variants[factors.index("scale")].overrides == {"dataset.scale": "auto"}
 
 
 # A healthy baseline
@@ -371,3 +373,18 @@ def test_a_baseline_that_diverged_in_every_seed_is_repaired_by_the_best_rate_tha
     assert sorted(f.variant for f in result.fixes) == ["lr 0.0001", "lr 1e-05"]
     assert result.repaired == {"optimizer.learning_rate": 0.0001}
     assert plan(summary, done) is None  # the repaired config is lr 0.0001's: already trained
+
+
+def test_an_open_comparison_that_a_larger_fix_on_the_same_path_overrules_is_not_confirmed():
+    lower, higher = {"optimizer.learning_rate": 0.0001}, {"optimizer.learning_rate": 0.01}
+    variants = {
+        "baseline": {"sd": 0.005},
+        "lr 0.0001": {**OPEN, "overrides": lower},
+        "lr 0.01": {"overrides": higher, "test_accuracy": 0.99, "sd": 0.002},
+    }
+    summary = summarize(variants, rng_seed=3)
+    open_one = summary.variants[1].vs_baseline
+    assert not open_one.significant and open_one.delta > 0.01
+    done = [BASELINE_DONE, stage(1, "search", {"lr 0.0001": lower, "lr 0.01": higher})]
+    # lr 0.01 is the repair: confirming lr 0.0001 could not change it
+    assert plan(summary, done) is None
