@@ -42,7 +42,8 @@ def is_candidate_fix(stats: VariantStats) -> bool:
     if stats.name == BASELINE or stats.name.endswith(CONFIRM_SUFFIX) or not stats.overrides:
         return False
     return not any(
-        path.startswith(NOT_FIXES) and path != "dataset.scale" for path in stats.overrides
+        (path == "dataset" or path.startswith(NOT_FIXES)) and path != "dataset.scale"
+        for path in stats.overrides
     )
 
 
