@@ -166,7 +166,7 @@ def study_finished(store: Store, study_id: str) -> bool:
                 continue
             seen.add(run_id)
             status = read_status(store, run_id)
-            if status is not None and status.state not in ("queued", "running"):
+            if status is not None and RunState(status.state).is_final:
                 continue
             if not store.exists(run_key(run_id, "metrics.json")):
                 return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from service.lifecycle import RunState
 from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
 from service.report.labels import short_labels
@@ -14,7 +15,13 @@ from service.report.stats import adjust, variant_stats
 ALPHA = 0.05
 LISTED_RUNS = 10
 """Runs named per note; the rest are counted."""
-UNFINISHED = ("failed", "cancelled", "queued", "running")
+UNFINISHED = tuple(
+    state.value
+    for state in sorted(RunState, key=lambda state: state.is_active)  # ended ones first
+    if not state.is_reusable
+)
+"""States whose runs have no result the statistics can use (failed, cancelled, or not yet
+finished); a diverged run is a result of its own."""
 
 
 def summarize_study(data: StudyData, generated_at: str) -> Summary:
@@ -35,7 +42,7 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         study_id=data.study_id,
         name=str(data.spec.get("name") or data.study_id),
         generated_at=generated_at,
-        partial=any(run.state not in ("succeeded", "diverged") for _, run in runs.values()),
+        partial=any(not RunState(run.state).is_reusable for _, run in runs.values()),
         counts=counts,
         baseline=baseline.name if baseline else "",
         alpha=ALPHA,
@@ -100,7 +107,7 @@ def _unique_runs(data: StudyData) -> dict[str, tuple[VariantRecord, RunRecord]]:
 
 def _notes(data: StudyData, runs: dict[str, tuple[VariantRecord, RunRecord]]) -> list[str]:
     notes = []
-    for state in (*UNFINISHED, "diverged"):
+    for state in (*UNFINISHED, RunState.DIVERGED.value):
         hit = [(variant, run) for variant, run in runs.values() if run.state == state]
         if not hit:
             continue

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from service.lifecycle import StudyDocument
 from service.report import gather_document
-from service.report.formatting import interval, mean_std, p_value, points
+from service.report.formatting import interval, mean_std, p_value, pct, points
 from service.report.labels import short_labels
 from service.report.models import Summary, VariantStats
 from service.report.summary import variant_summaries
@@ -99,6 +99,13 @@ def answer(summary: Summary) -> Group:
             parts.append(Text.from_markup(f"     {escape(cause.advice)}"))
     if len(summary.causes) > TOP_CAUSES:
         parts.append(Text(f"  ... and {len(summary.causes) - TOP_CAUSES} more in the report"))
+    factorial = summary.factorial
+    if factorial is not None and factorial.model != "none":
+        ranked = sorted(factorial.factors, key=lambda f: -(f.eta_squared or 0.0))
+        shares = "; ".join(
+            f"{f.factor} {pct(f.eta_squared)} (ANOVA p {p_value(f.p_value)})" for f in ranked[:3]
+        )
+        parts.append(Text(f"  grid, variance explained: {shares}"))
     if summary.statistics.underpowered:
         parts.append(Text(f"  note: {summary.statistics.statement.split('. ', 1)[-1]}"))
     if summary.next_steps.next_study:

@@ -91,3 +91,9 @@ def test_a_two_seed_interval_stays_inside_0_and_100_percent():
     summary = summarize_study(data, generated_at="")
     for variant in summary.variants:
         assert 0 <= variant.test_accuracy.ci_low <= variant.test_accuracy.ci_high <= 1
+
+
+def test_a_grids_answer_says_what_each_factor_explains():
+    text = " ".join(render(answer(summarize_study(long_grid(), generated_at=""))).split())
+    assert "grid, variance explained: optimizer.learning_rate" in text
+    assert "(ANOVA p <0.001); model.dropout" in text
