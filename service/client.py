@@ -30,10 +30,8 @@ from service.lifecycle import (
     RunStatus,
     StudyDocument,
     TrainMessage,
-    effective_state,
     effective_states,
     read_document,
-    read_metrics,
     read_study,
     study_key,
     write_status,
@@ -138,35 +136,11 @@ class Study:
         return len(pending)
 
     def results(self) -> list[dict[str, Any]]:
-        """One row per variant and run, ready for `pandas.DataFrame(rows)`."""
-        rows = []
-        for variant in self.document.variants:
-            for run_id in variant.run_ids:
-                metrics = read_metrics(self.store, run_id)
-                state, status = effective_state(self.store, run_id)
-                row: dict[str, Any] = {
-                    "study_id": self.study_id,
-                    "variant": variant.name,
-                    "factor": variant.factor,
-                    "run_id": run_id,
-                    "state": str(state),
-                }
-                if metrics is not None:
-                    last = metrics.history[-1]
-                    row.update(
-                        seed=metrics.seed,
-                        test_accuracy=metrics.test.accuracy,
-                        test_loss=metrics.test.loss,
-                        epochs=metrics.epochs_run,
-                        train_accuracy=last.accuracy,
-                        val_accuracy=last.val_accuracy,
-                        val_loss=last.val_loss,
-                        fit_seconds=metrics.timings.get("fit_seconds"),
-                    )
-                else:
-                    row.update(seed=None, test_accuracy=None, test_loss=None, epochs=status.epoch if status else 0)
-                rows.append(row)
-        return rows
+        """One row per variant and run, ready for `pandas.DataFrame(rows)`: the columns of the
+        report's runs.csv (config columns included)."""
+        from service.report.rows import run_rows
+
+        return run_rows(self.store, self.document)
 
     def report(self) -> Summary:
         """The report's findings, symptoms and next steps as typed objects (the report's

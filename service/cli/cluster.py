@@ -144,7 +144,9 @@ def results(study_id: str, fmt: str, store: str | None) -> None:
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["run_id"], extrasaction="ignore")
+        from service.report.rows import columns_of
+
+        writer = csv.DictWriter(buffer, fieldnames=columns_of(rows), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
