@@ -123,12 +123,46 @@ class Workers:
                 parts.append(f.read().decode(errors="replace"))
         return "\n".join(parts)
 
+    def name_of(self, process: subprocess.Popen) -> str:
+        return self.names[self.processes.index(process)]
+
+    def text_of(self, process: subprocess.Popen, since: list[int] | None = None) -> str:
+        """What one worker logged (after `since`, a `mark()`)."""
+        index = self.processes.index(process)
+        with self.logs[index].open("rb") as f:
+            f.seek(since[index] if since and index < len(since) else 0)
+            return f.read().decode(errors="replace")
+
+    def logged(self, text: str, since: list[int] | None = None) -> list[subprocess.Popen]:
+        """The workers whose log holds `text` (after `since`)."""
+        return [p for p in self.processes if text in self.text_of(p, since)]
+
+    @contextlib.contextmanager
+    def only(self, process: subprocess.Popen, queue: str):
+        """Within the block, `process` is the only worker consuming `queue`: the other live
+        workers' consumers are cancelled (Celery's remote control, each must answer) and added
+        back on exit."""
+        from service.queue import make_celery
+
+        control = make_celery(self.settings()).control
+        others = [self.name_of(p) for p in self.alive() if p is not process]
+        if others:
+            replies = control.cancel_consumer(queue, destination=others, reply=True, timeout=10)
+            answered = {name for reply in replies or [] for name in reply}
+            assert answered == set(others), (
+                f"workers {sorted(set(others) - answered)} did not stop consuming {queue}\n{self.diagnostics()}")
+        try:
+            yield
+        finally:
+            if others:
+                control.add_consumer(queue, destination=others, reply=True, timeout=10)
+
     def busy(self) -> bool:
         """Whether any live worker reports a task running or reserved (`celery inspect`)."""
         from service.queue import make_celery
 
         destination = [n for n, p in zip(self.names, self.processes, strict=False) if p.poll() is None]
-        inspect = make_celery(self._settings()).control.inspect(destination=destination, timeout=2)
+        inspect = make_celery(self.settings()).control.inspect(destination=destination, timeout=2)
         replies = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
         return any(replies) or len(inspect.ping() or {}) < len(destination)
 
@@ -149,7 +183,8 @@ class Workers:
             parts.append(_guarded("status.json", lambda: _statuses(store, run_ids)))
         return "\n".join(parts)
 
-    def _settings(self):
+    def settings(self):
+        """The settings the workers run with (their queue, their broker)."""
         from service.settings import Settings
 
         with _environ(self.env):  # the ABLATE_ variables the workers were started with
@@ -158,7 +193,7 @@ class Workers:
     def _inspect(self) -> str:
         from service.queue import make_celery
 
-        app = make_celery(self._settings())
+        app = make_celery(self.settings())
         destination = [n for n, p in zip(self.names, self.processes, strict=False) if p.poll() is None] or None
         inspect = app.control.inspect(destination=destination, timeout=3)
         lines = []
@@ -174,7 +209,7 @@ class Workers:
     def _broker_state(self) -> str:
         from service.control import redis_client
 
-        settings = self._settings()
+        settings = self.settings()
         client = redis_client(settings)
         lines = [f"queue {settings.queue}: {client.llen(settings.queue)} messages"]
         unacked = client.hgetall("unacked")
@@ -243,6 +278,34 @@ def calibrate(workers: Workers, client, ceiling: float = 600) -> Pace:
     wall = time.monotonic() - started
     metrics = [RunMetrics.model_validate(client.store.get_json(f"runs/{r}/metrics.json")) for r in study.run_ids]
     return Pace.measure(workers.startup_seconds, wall, metrics)
+
+
+def trained_by(workers: Workers, client, run_id: str) -> subprocess.Popen | None:
+    """The worker whose pool process trained `run_id` (status.json's `host:pid`), while that
+    pool process lives."""
+    from service.lifecycle import read_status
+
+    status = read_status(client.store, run_id)
+    worker = status.worker if status else None
+    return workers.owner_of(int(worker.rsplit(":", 1)[1])) if worker else None
+
+
+def takes_new_work(workers: Workers, client, process: subprocess.Popen, spec: dict, timeout: float,
+                   event: str) -> None:
+    """After `event`, `process` still consumes: with the other workers' consumers cancelled, a
+    fresh run of `spec` (one run whose config no other test trains) is trained by it. A worker
+    that stopped consuming fails here with the cluster's diagnostics, instead of passing
+    because another worker took the run; one that exited fails at once."""
+    assert process.poll() is None, f"the worker exited after {event}:\n{workers.diagnostics()}"
+    with workers.only(process, workers.settings().queue):
+        study = client.submit(spec)
+        assert study.submit_report.queued == 1, (event, study.submit_report)
+        (run_id,) = study.run_ids
+        final = wait_study(workers, client, study, timeout)
+        assert final.counts["succeeded"] == 1, (event, final)
+        by = trained_by(workers, client, run_id)
+        assert by is process, (f"after {event}, run {run_id} was trained by "
+                               f"{by and workers.name_of(by)}, not {workers.name_of(process)}")
 
 
 def wait_study(workers: Workers, client, study, timeout: float, poll: float = 0.5):

@@ -15,10 +15,10 @@ import boto3
 import pytest
 
 from service.client import AblationClient
-from service.queue import TRAIN_TASK, make_celery
 from service.lifecycle import RunMetrics, read_status
+from service.queue import TRAIN_TASK, make_celery
 from service.settings import Settings, get_settings
-from tests.cluster import Workers, calibrate, wait_study
+from tests.cluster import Workers, calibrate, takes_new_work, trained_by, wait_study
 from tests.conftest import REPO, TINY, use_s3_endpoint
 from tests.redis_server import RedisServer
 from tests.tcp_proxy import TcpProxy
@@ -136,6 +136,13 @@ def keep_two_workers(workers: Workers) -> None:
     workers.keep(2)
 
 
+def still_consumes(cluster, process, event: str, seed: int) -> None:
+    """After `event`, `process` alone consumes the queue for a moment and trains a fresh tiny
+    run (its seed unique to the event: run identity is the config, not the study name)."""
+    spec = tiny(f"after {event}", epochs=2, seeds=[seed])
+    takes_new_work(cluster["workers"], client(), process, spec, pace(cluster).deadline(epochs=2), event)
+
+
 def test_worker_killed_mid_run_is_redelivered_and_resumes(cluster):
     workers = cluster["workers"]
     c = client()
@@ -156,10 +163,15 @@ def test_worker_killed_mid_run_is_redelivered_and_resumes(cluster):
     assert metrics.attempt == 2
     assert metrics.resumed_from_epoch is not None and killed_at - 1 <= metrics.resumed_from_epoch <= killed_at + 1
     assert [k for k in c.store.list(f"runs/{run_id}/") if k.endswith("metrics.json")] == [f"runs/{run_id}/metrics.json"]
+    # the worker that took the redelivered message goes on taking new work
+    resumer = trained_by(workers, c, run_id)
+    assert resumer is not None and resumer is not victim
+    still_consumes(cluster, resumer, "a redelivery", seed=5001)
 
 
 def test_a_duplicate_delivery_is_deferred_while_the_lease_is_live(cluster):
     c = client()
+    mark = cluster["workers"].mark()
     study = submit_fresh(c, tiny("duplicated", epochs=30))
     (run_id,) = study.run_ids
     status = read_status(c.store, run_id)
@@ -178,11 +190,17 @@ def test_a_duplicate_delivery_is_deferred_while_the_lease_is_live(cluster):
     logs = cluster["workers"].text()
     trained = [line for line in logs.splitlines() if '"run succeeded"' in line and run_id in line]
     assert len(trained) == 1
+    # the worker that deferred the duplicate goes on taking new work
+    deferring = cluster["workers"].logged("run is training elsewhere, deferred", mark)
+    assert deferring
+    for index, process in enumerate(deferring):
+        still_consumes(cluster, process, f"a lease deferral by worker {index}", seed=5010 + index)
 
 
 def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
     c = client()
     spec = tiny("crashing", epochs=2, model={"factory": "killer:build"})
+    mark = cluster["workers"].mark()
     study = submit_fresh(c, spec)
     (run_id,) = study.run_ids
     # three attempts, each killing its pool process: each is a pool process's first run
@@ -202,6 +220,11 @@ def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
     )
     assert summary["partial"] is True
     assert any("failed" in note and run_id[:12] in note for note in summary["notes"])
+    # every worker that lost a pool process to the run goes on taking new work
+    lost = cluster["workers"].logged("signal 9 (SIGKILL)", mark)
+    assert lost, cluster["workers"].text(since=mark)[-4000:]
+    for index, process in enumerate(lost):
+        still_consumes(cluster, process, f"a killed pool process in worker {index}", seed=5020 + index)
 
 
 def test_nan_loss_is_diverged_and_not_retried(cluster):
@@ -252,6 +275,10 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
     c = client()
     study = submit_fresh(c, tiny("too long", epochs=5000))  # far beyond ABLATE_RUN_TIME_LIMIT
     limit = float(cluster["env"]["ABLATE_RUN_TIME_LIMIT"])
+    (run_id,) = study.run_ids
+    wait_for(cluster, lambda: running_epoch(c.store, run_id, 1), pace(cluster).deadline(epochs=1), "training", [run_id])
+    stopped = trained_by(cluster["workers"], c, run_id)  # while its pool process lives
+    assert stopped is not None
     final = finish(cluster, study, pace(cluster).deadline(epochs=1, extra=limit))
     assert final.counts["failed"] == 1, final
     status = wait_for(  # the worker states the reason just after the run stops
@@ -262,8 +289,9 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
         study.run_ids,
     )
     assert f"exceeded the run time limit of {limit:.0f}s" in status.error and 0 < status.epoch < 5000
-    quick = submit_fresh(c, tiny("after the limit", epochs=4))
-    assert finish(cluster, quick, pace(cluster).deadline(epochs=4)).counts["succeeded"] == 1
+    # the worker whose run was stopped goes on taking new work
+    spec = tiny("after the limit", epochs=4)
+    takes_new_work(cluster["workers"], c, stopped, spec, pace(cluster).deadline(epochs=4), "a time-limit stop")
 
 
 def test_redis_restarted_mid_study_loses_no_run(cluster):
@@ -283,8 +311,8 @@ def test_redis_restarted_mid_study_loses_no_run(cluster):
     # Both workers reconnected and take new work: neither sits connected but idle.
     after = submit_fresh(c, tiny("after the restart", epochs=16, seeds=6))
     assert finish(cluster, after, pace(cluster).deadline(epochs=16, runs=6)).counts["succeeded"] == 6
-    trained_by = {trainer(cluster["workers"], read_status(c.store, r).worker) for r in after.run_ids}
-    assert None not in trained_by and len(trained_by) == 2, f"runs after the restart trained by {trained_by}:\n{cluster['workers'].text()[-4000:]}"
+    trainers = {trainer(cluster["workers"], read_status(c.store, r).worker) for r in after.run_ids}
+    assert None not in trainers and len(trainers) == 2, f"runs after the restart trained by {trainers}:\n{cluster['workers'].text()[-4000:]}"
 
 
 def test_s3_down_for_ten_seconds_mid_run_and_the_run_completes(cluster):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 import uuid
 
 import pytest
@@ -15,9 +14,10 @@ import pytest
 from service.client import AblationClient
 from service.queue import TRAIN_TASK, make_celery
 from service.settings import get_settings
-from tests.cluster import Workers
+from tests.cluster import Workers, takes_new_work, wait_study
 from tests.conftest import REPO, TINY
 from tests.redis_server import RedisServer
+from tests.waits import wait_until
 from workers.transport import REJECTED_COUNTER
 
 
@@ -65,9 +65,13 @@ def build(config, input_shape, num_classes):
 '''
 
 
-@pytest.fixture
-def worker_env(tmp_path, monkeypatch):
-    with RedisServer(tmp_path / "redis") as redis_server:
+@pytest.fixture(scope="module")
+def worker_env(shared_cluster, tmp_path_factory):
+    """One worker on a Redis of its own, shared by the module's tests (neither changes what the
+    other asserts: one counts rejected messages, the other a refused factory's failed run), and
+    the machine's pace measured by the session's shared cluster."""
+    tmp_path = tmp_path_factory.mktemp("poison")
+    with RedisServer(tmp_path / "redis") as redis_server, pytest.MonkeyPatch.context() as monkeypatch:
         env = {
             "ABLATE_BROKER_URL": redis_server.url,
             "ABLATE_STORE": str(tmp_path / "store"),
@@ -84,14 +88,14 @@ def worker_env(tmp_path, monkeypatch):
         workers = Workers(dict(os.environ), tmp_path, count=1)
         try:
             workers.wait_ready()
-            yield workers, redis_server, env
+            yield workers, redis_server, env, tmp_path, shared_cluster["pace"]
         finally:
             workers.stop()
             get_settings.cache_clear()
 
 
 def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
-    workers, redis_server, env = worker_env
+    workers, redis_server, env, _, pace = worker_env
     queue = env["ABLATE_QUEUE"]
     raw = _raw_messages(queue)
     broker = redis_server.client()
@@ -117,7 +121,8 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
         app.send_task(TRAIN_TASK, kwargs=kwargs, queue=queue, task_id=task_id)
 
     study = client.submit_plan(plan)
-    final = study.wait(timeout=180, poll_seconds=0.5)
+    # the worker's first run (TensorFlow's import) after reading every message before it
+    final = wait_study(workers, client, study, pace.deadline(epochs=2, cold=True))
 
     log = workers.text()
     assert final.counts["succeeded"] == 1, log[-4000:]
@@ -129,18 +134,20 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
     for reason in ("not JSON", "not an envelope", "not valid base64", "compressed",
                    "is not a study id", "not the hash of the run's config", "this worker writes to"):
         assert reason in log, reason
-    deadline = time.monotonic() + 5
-    while int(broker.get(REJECTED_COUNTER) or 0) < len(raw) + len(fields) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: int(broker.get(REJECTED_COUNTER) or 0) >= len(raw) + len(fields), pace.deadline(),
+               "the rejected messages to be counted", workers.diagnostics)
     assert int(broker.get(REJECTED_COUNTER)) == len(raw) + len(fields)
     assert broker.llen(queue) == 0
+    # every message rejected, the worker goes on taking new work
+    fresh = {**TINY, "name": "after-poison", "training": {"epochs": 2, "batch_size": 64}, "ablation": {"seeds": [4242]}}
+    takes_new_work(workers, client, workers.processes[0], fresh, pace.deadline(epochs=2), "rejected messages")
 
 
-def test_a_worker_refuses_a_factory_it_was_not_allowed_and_runs_none_of_it(worker_env, tmp_path):
-    workers, _, _ = worker_env
+def test_a_worker_refuses_a_factory_it_was_not_allowed_and_runs_none_of_it(worker_env):
+    workers, _, _, tmp_path, pace = worker_env
     client = AblationClient()
     spec = {**TINY, "name": "evil-factory", "model": {"factory": "evil_models:build"}}
-    final = client.submit(spec).wait(timeout=120, poll_seconds=0.5)
+    final = wait_study(workers, client, client.submit(spec), pace.deadline(cold=True))
     assert final.counts["failed"] == 1, workers.text()[-4000:]
     (run_id,) = client.plan(spec).runs
     status = client.store.get_json(f"runs/{run_id}/status.json")
