@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from service.cli import cli
-from service.cli.output import console, errors
+from service.cli.output import console
+from service.cli.progress import RunsProgress, import_reporter_meanwhile, print_failures
 from service.cli.reporting import write_report_with_status
 from service.settings import get_settings
 from service.spec import load_spec
 from service.spec.models import StudySpec
 
 if TYPE_CHECKING:
-    from service.driver import StudyStatus
     from service.plan import Plan
 
 
@@ -101,7 +99,7 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--submit", "submit_", is_flag=True, help="Train on the workers (Celery) instead of here; this process plans and follows the stages.")
-@click.option("--budget-runs", type=click.IntRange(1, 100_000), help="Runs the whole diagnosis may train (default and ceiling: the spec's ablation.max_runs).")
+@click.option("--budget-runs", type=click.IntRange(1, 100_000), help="Runs the whole diagnosis may train (default: 20 per seed; never more than the spec's ablation.max_runs).")
 @click.option("--max-seeds", type=click.IntRange(2, 1000), help="Seeds per config at most, fresh ones for confirmation (default: twice the spec's seeds, at least 5).")
 @click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True, help="Diagnose again around the repaired config, until no fix helps or the budget is spent.")
 @store_option
@@ -131,7 +129,7 @@ def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers
     console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {escape(store.location())}")
     with RunsProgress() as progress:
         progress.add(plan.variants, plan.runs)
-        _import_reporter_meanwhile()
+        import_reporter_meanwhile()
         final = run_plan(
             plan, store, jobs, on_progress=progress.show, verbose=verbose, trainers=trainers,
             gpu_memory_mb=get_settings().gpu_memory_mb,
@@ -146,79 +144,3 @@ def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers
     console.print(f"report: {escape(report_location)}")
     if final.errors:
         sys.exit(1)
-
-
-def print_failures(status: StudyStatus, names: dict[str, str]) -> None:
-    for run_id, error in status.errors.items():
-        name = names.get(run_id, run_id)
-        errors.print(f"[red]run {run_id} ({escape(name)}) failed:[/] {escape(error)}", highlight=False)
-
-
-class RunsProgress:
-    """A progress bar of runs done / total with the running runs' epochs and an ETA; one bar
-    per batch of runs (a study, or each round of a staged one)."""
-
-    def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[current]}"),
-            console=console,
-            transient=False,
-            refresh_per_second=4,  # rich's 10 a second takes CPU from training on a small machine
-        )
-        self.names: dict[str, str] = {}
-        self.task = None
-
-    def __enter__(self) -> RunsProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
-
-    def add(self, variants, runs, description: str = "runs") -> None:
-        """A new bar for these variants' runs (`runs`: run_id -> RunSpec)."""
-        for variant in variants:
-            for run_id in variant.run_ids:
-                self.names.setdefault(run_id, f"{variant.name} (seed {runs[run_id].seed})")
-        self.task = self.bar.add_task(description, total=len(runs), current="", eta="")
-
-    def show(self, status: StudyStatus) -> None:
-        self.bar.update(self.task, completed=status.finished, current=_current(status, self.names), eta=_eta(status))
-
-
-def _current(status: StudyStatus, names: dict[str, str]) -> str:
-    """The runs training now with their epoch; before any has started, what is happening."""
-    if status.running:
-        return escape("; ".join(
-            f"{names.get(run_id, run_id)} epoch {epoch}/{epochs}" for run_id, (epoch, epochs) in sorted(status.running.items())
-        ))
-    if status.finished == status.reused and not status.complete:
-        return "starting the training processes (TensorFlow loads: 10-20 s)"
-    return ""
-
-
-def _eta(status: StudyStatus) -> str:
-    if status.complete or status.eta_seconds is None:
-        return ""
-    minutes, seconds = divmod(int(status.eta_seconds), 60)
-    return f"ETA {minutes}:{seconds:02d}" if minutes < 60 else f"ETA {minutes // 60}h{minutes % 60:02d}m"
-
-
-def _import_reporter_meanwhile() -> None:
-    """Import the reporter (matplotlib, scipy: about a second) while the runs train, so the
-    report follows the last run at once. The import lock makes a later import wait for it."""
-
-    def load() -> None:
-        try:
-            import service.report.plots  # noqa: F401
-            import service.report.render  # noqa: F401
-            import service.report.summary  # noqa: F401
-        except ImportError:
-            pass  # the report's own import raises it where it can be reported
-
-    threading.Thread(target=load, name="import-reporter", daemon=True).start()

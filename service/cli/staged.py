@@ -10,8 +10,8 @@ import sys
 
 from rich.markup import escape
 
-from service.cli.local import RunsProgress, _import_reporter_meanwhile, print_failures
 from service.cli.output import console
+from service.cli.progress import RunsProgress, import_reporter_meanwhile, print_failures
 from service.cli.reporting import numerical_warnings_quiet
 from service.driver import Dispatcher, StudyStatus, SubmitReport
 from service.lifecycle import RoundDocument
@@ -32,12 +32,12 @@ def diagnose_in_stages(
     jobs: int,
     verbose: bool,
 ) -> None:
-    from service.diagnose.staged import diagnosis_spec, run_diagnosis
+    from service.diagnose.staged import default_budget, diagnosis_spec, run_diagnosis
     from service.identity import study_id
     from service.report.terminal import answer, variants_table
 
     store, dispatcher, poll = _dispatcher(store_url, submit, broker, jobs, verbose)
-    budget = budget_runs or spec.ablation.max_runs
+    budget = min(budget_runs or default_budget(spec), spec.ablation.max_runs)
     failed: StudyStatus | None = None
     try:
         for repeat in range(rounds):
@@ -58,7 +58,7 @@ def diagnose_in_stages(
                     progress.show(status)
                     failed = status if status.errors else failed
 
-                _import_reporter_meanwhile()
+                import_reporter_meanwhile()
                 with numerical_warnings_quiet():
                     result = run_diagnosis(
                         spec, store, dispatcher, budget, max_seeds, source, show_round, show, poll

@@ -31,7 +31,7 @@ def diagnose(tmp_path, name: str, **changes) -> tuple[dict, str, object]:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     store = tmp_path / "store"
-    result = ablate("diagnose", str(path), "--store", str(store), "--jobs", "2")
+    result = ablate("diagnose", str(path), "--store", str(store), "--jobs", "2", "--budget-runs", "24")
     assert result.returncode == 0, result.stderr
     plan = build_plan(load_spec(path).model_copy(update={"ablation": _diagnose_ablation(path)}))
     report = store / "studies" / plan.study_id / "report"
