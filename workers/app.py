@@ -82,9 +82,18 @@ def _deny_factories_by_default(**_: object) -> None:
     deny_by_default()
 
 
+TENSORFLOW_IN_PARENT_EXIT_CODE = 4
+"""The worker's exit code when TensorFlow was imported in its parent before it forked."""
+
+
 @worker_init.connect
 def _refuse_tensorflow_in_parent(**_: object) -> None:
     # The prefork parent forks the pool processes; TensorFlow (and CUDA) initialised before a
-    # fork breaks the children. Fail loudly at start-up instead of mysteriously later.
+    # fork breaks the children. Fail loudly at start-up instead of mysteriously later. Celery
+    # logs and swallows an Exception raised by a signal handler (the worker would start
+    # anyway); SystemExit is not an Exception, so it stops the worker.
     if "tensorflow" in sys.modules:
-        raise RuntimeError("TensorFlow was imported in the Celery parent process before forking")
+        structlog.get_logger(__name__).critical(
+            "TensorFlow was imported in the Celery parent process before forking: stopping the worker"
+        )
+        raise SystemExit(TENSORFLOW_IN_PARENT_EXIT_CODE)
