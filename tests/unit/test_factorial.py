@@ -123,3 +123,16 @@ def test_a_null_grid_gives_nothing_to_fix():
         make_grid([DROPOUT, WIDTH], lambda lv: 0.9, dataset=clean_facts()), generated_at=""
     )
     assert summary.causes == [] and summary.verdict.startswith("Nothing to fix found")
+
+
+def test_a_combination_that_only_helps_together_is_claimed_through_its_interaction():
+    # Only dropout 0.5 with batch size 64 gains (5 points): the interaction is the finding.
+    summary = summarize_study(
+        make_grid([DROPOUT, WIDTH], lambda lv: 0.90 + 0.05 * (lv == (1, 1)), dataset=clean_facts()),
+        generated_at="",
+    )
+    (interaction,) = summary.factorial.interactions
+    assert interaction.significant
+    top = summary.causes[0]
+    assert top.fix.variant == "model.dropout=0.5, training.batch_size=64"
+    assert top.gain == pytest.approx(0.05, abs=0.006)
