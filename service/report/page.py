@@ -203,7 +203,8 @@ def _variants(summary: Summary) -> list[str]:
 def _legend(summary: Summary) -> list[str]:
     """The full name behind each short label the plots and tables show."""
     rows = "".join(
-        f"<tr><td>{escape(short)}</td><td>{escape(name)}</td></tr>" for short, name in legend(summary)
+        f"<tr><td>{escape(short)}</td><td>{escape(name)}</td></tr>"
+        for short, name in legend(summary)
     )
     if not rows:
         return []

@@ -7,6 +7,7 @@ cannot tell, and the next steps. Escaping is the renderer's job.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +44,62 @@ def sections(summary: Summary) -> list[Section]:
             "The answer",
             intro=_sentence(summary.verdict) + " " + summary.statistics.statement,
         ),
+        *([_repair(summary)] if summary.repair is not None else []),
         _causes(summary),
         *([_factorial(summary.factorial)] if summary.factorial is not None else []),
         _symptoms(summary),
         _strengths(summary),
         _inconclusive(summary),
+        *([_stages(summary)] if summary.stages else []),
         _next_steps(summary),
     ]
+
+
+def _repair(summary: Summary) -> Section:
+    """A staged diagnosis's repaired config: the fixes merged, and what they measured."""
+    repair = summary.repair
+    if not repair.changes:
+        return Section(
+            "repair", "The repaired config",
+            empty="Nothing to fix found: the diagnosis kept the baseline as it is.",
+        )
+    measured = (
+        f"Measured against the baseline: {points(repair.gain)}, 95% interval "
+        f"{interval(repair.ci_low, repair.ci_high, signed=True)}, p {p_value(repair.p_value)}."
+        if repair.gain is not None
+        else "Not measured as one config: train the repaired spec to measure it."
+    )
+    rows = [
+        (fix.variant, f"{points(fix.gain)} ({fix.decided_by}, p {p_value(fix.p_value)})")
+        for fix in repair.fixes
+    ]
+    rows += [(name, "left out: a larger fix sets the same setting") for name in repair.dropped]
+    rows += [(name, "not borne out on fresh seeds") for name in repair.refuted]
+    change = "\n".join(f"{path}: {json.dumps(value)}" for path, value in repair.changes.items())
+    code = [(f"The changes ({repair.file} beside this report is the whole spec)", change)]
+    return Section(
+        "repair",
+        "The repaired config",
+        intro=measured,
+        items=[Item(title="The fixes found, merged", badge="fix", code=code, rows=rows)],
+    )
+
+
+def _stages(summary: Summary) -> Section:
+    """The path the staged diagnosis took, each stage with the reason it was planned."""
+    return Section(
+        "stages",
+        "How the diagnosis went",
+        items=[
+            Item(
+                title=f"Stage {stage.index + 1}: {stage.kind}",
+                text=stage.reason,
+                rows=[("variants", ", ".join(stage.variants)), ("runs", str(stage.runs))],
+            )
+            for stage in summary.stages
+        ],
+        ordered=True,
+    )
 
 
 def _sentence(text: str) -> str:
@@ -148,7 +198,8 @@ def _factorial(factorial: Factorial) -> Section:
             effect = effects.get(factor.factor, {}).get(level.level)
             if effect is not None:
                 value += (
-                    f"; {points(effect.delta)} {interval(effect.ci_low, effect.ci_high, signed=True)}"
+                    f"; {points(effect.delta)} "
+                    f"{interval(effect.ci_low, effect.ci_high, signed=True)}"
                     f", p (BH) {p_value(effect.p_adjusted)}"
                     + (", significant" if effect.significant else "")
                 )
@@ -176,8 +227,14 @@ def _factorial(factorial: Factorial) -> Section:
         )
         items.append(
             Item(
-                title=f"{' × '.join(interaction.factors)}: p (BH) {p_value(interaction.p_adjusted)}",
-                text=f"Two-way interaction, {pct(interaction.eta_squared)} of the variance: {verdict}.",
+                title=(
+                    f"{' × '.join(interaction.factors)}: "
+                    f"p (BH) {p_value(interaction.p_adjusted)}"
+                ),
+                text=(
+                    f"Two-way interaction, {pct(interaction.eta_squared)} of the variance: "
+                    f"{verdict}."
+                ),
             )
         )
     items += [Item(title="Note", text=note, badge="data") for note in factorial.notes]

@@ -275,7 +275,8 @@ def test_a_grid_report_with_long_generated_names_fits_1280_pixels(browser, tmp_p
 
     # Plot labels: every variant has its own short label, and the legend maps each back.
     legend = browser.evaluate(
-        "[...document.querySelectorAll('table.labels tr')].map(r => [...r.cells].map(c => c.innerText))"
+        "[...document.querySelectorAll('table.labels tr')]"
+        ".map(r => [...r.cells].map(c => c.innerText))"
     )
     names = [variant.name for variant in summary.variants[1:]]
     assert [name for _, name in legend] == names
