@@ -231,6 +231,41 @@ def round_key(study_id: str, index: int) -> str:
     return study_key(study_id, f"rounds/{index:03d}.json")
 
 
+class FixRecord(BaseModel):
+    """A change that repairs the baseline, as a staged diagnosis decided it."""
+
+    variant: str
+    overrides: dict[str, Any]
+    gain: float
+    """Test accuracy gained (a fraction) where it was decided."""
+    decided_by: str
+    """`screening` (the study's comparisons) or `confirmation` (fresh seeds)."""
+    p_value: float | None
+
+
+class RepairDocument(Document):
+    """`studies/{study_id}/diagnosis.json`: what a staged diagnosis repaired. Written before
+    the final report, which shows it; `changes` is empty when nothing to fix was found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: str
+    changes: dict[str, Any]
+    """Dotted paths and values of the repaired config, against the baseline."""
+    fixes: list[FixRecord]
+    dropped: list[str] = Field(default_factory=list)
+    """Fixes left out because a larger one sets the same path."""
+    refuted: list[str] = Field(default_factory=list)
+    """Variants promising on screening that their confirmation did not bear out."""
+    gain: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    """The repaired config's measured comparison with the baseline (None when not measured)."""
+    file: str | None = None
+    """The repaired spec's file name beside the report."""
+
+
 class RunDocument(BaseModel):
     """`runs/{run_id}/run.json`: the run's spec beside its id, for people and the reporter."""
 

@@ -22,7 +22,14 @@ from service.diagnose.planner import next_stage
 from service.diagnose.repair import findings
 from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport
 from service.identity import study_id as study_id_of
-from service.lifecycle import RoundDocument, StudyDocument, study_key
+from service.lifecycle import (
+    FixRecord,
+    RepairDocument,
+    RoundDocument,
+    StudyDocument,
+    study_key,
+    write_document,
+)
 from service.plan import expand
 from service.report import gather, publish_report
 from service.report.configs import apply_overrides
@@ -111,15 +118,32 @@ def run_diagnosis(
 
     driver = StudyDriver(store, dispatcher, poll_seconds=poll_seconds)
     rounds = driver.run_rounds(study_id, plan_round, base, on_round, on_progress)
-    summary, report = publish_report(store, study_id)
-    found = findings(summary, [Stage.from_round(planned) for planned in rounds], info.test_size)
-    gain = measured_gain(summary, found)
+    so_far = summarize_study(gather(store, study_id), generated_at="")
+    found = findings(so_far, [Stage.from_round(planned) for planned in rounds], info.test_size)
+    gain = measured_gain(so_far, found)
     repaired = None
     if found.repaired:
         key = study_key(study_id, f"report/{REPAIRED_FILE}")
         store.put_bytes(key, repaired_spec(spec, found, gain).encode(), "application/yaml")
         repaired = store.location(key)
+    write_document(store, study_key(study_id, "diagnosis.json"), repair_document(study_id, found, gain))
+    summary, report = publish_report(store, study_id)  # shows the stages and the repair
     return Diagnosis(study_id, rounds, summary, found, report, repaired, gain)
+
+
+def repair_document(study_id: str, found: Findings, gain: Comparison | None) -> RepairDocument:
+    return RepairDocument(
+        study_id=study_id,
+        changes=found.repaired,
+        fixes=[FixRecord(**fix.model_dump()) for fix in found.fixes],
+        dropped=found.dropped,
+        refuted=found.refuted,
+        gain=gain.delta if gain else None,
+        ci_low=gain.ci_low if gain else None,
+        ci_high=gain.ci_high if gain else None,
+        p_value=(gain.p_adjusted if gain.p_adjusted is not None else gain.p_value) if gain else None,
+        file=REPAIRED_FILE if found.repaired else None,
+    )
 
 
 def default_budget(spec: StudySpec) -> int:

@@ -14,9 +14,12 @@ from typing import Any
 
 from service.errors import KeyNotFound, StoreError
 from service.lifecycle import (
+    RepairDocument,
+    RoundDocument,
     RunState,
     StudyDocument,
     effective_state,
+    read_document,
     read_metrics,
     read_status,
     run_key,
@@ -59,7 +62,22 @@ def gather_document(
         spec=document["spec"],
         variants=variants,
         dataset=_facts(document["spec"]) if with_facts else None,
+        stages=_rounds(store, document["study_id"]),
+        repair=_repair(store, document["study_id"]),
     )
+
+
+def _rounds(store: Store, study_id: str) -> list[RoundDocument]:
+    """The study's rounds, when it was planned in rounds (a staged diagnosis)."""
+    keys = sorted(store.list(study_key(study_id, "rounds/")))
+    return [read_document(store, key, RoundDocument) for key in keys if key.endswith(".json")]
+
+
+def _repair(store: Store, study_id: str) -> RepairDocument | None:
+    try:
+        return read_document(store, study_key(study_id, "diagnosis.json"), RepairDocument)
+    except KeyNotFound:
+        return None
 
 
 def _run_record(store: Store, run_id: str) -> RunRecord:

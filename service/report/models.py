@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from service.lifecycle import RunMetrics, RunStatus
+from service.lifecycle import RepairDocument, RoundDocument, RunMetrics, RunStatus
 
 SUMMARY_SCHEMA_VERSION = 3
 
@@ -66,6 +66,9 @@ class StudyData:
     variants: list[VariantRecord]
     """The first variant is the baseline."""
     dataset: DatasetFacts | None = None
+    stages: list[RoundDocument] = field(default_factory=list)
+    """The rounds of a study planned in rounds (a staged diagnosis), in order."""
+    repair: RepairDocument | None = None
 
 
 # Output: summary.json
@@ -392,6 +395,16 @@ class Factorial(_Model):
     notes: list[str]
 
 
+class StageRecord(_Model):
+    """One stage of a staged diagnosis, as the report shows it."""
+
+    index: int
+    kind: str
+    reason: str
+    variants: list[str]
+    runs: int
+
+
 class Summary(_Model):
     schema_version: int = SUMMARY_SCHEMA_VERSION
     study_id: str
@@ -428,3 +441,7 @@ class Summary(_Model):
     labels: dict[str, str] = {}
     """Short labels (V1, V2, ...) for variant names too long for plots and tables; the
     report's legend maps them back."""
+    stages: list[StageRecord] = []
+    """A staged diagnosis's path: each stage, why it was planned, what it trained."""
+    repair: RepairDocument | None = None
+    """What a staged diagnosis repaired (None for other studies)."""

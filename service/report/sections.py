@@ -72,6 +72,7 @@ def _repair(summary: Summary) -> Section:
     rows = [
         (fix.variant, f"{points(fix.gain)} ({fix.decided_by}, p {p_value(fix.p_value)})")
         for fix in repair.fixes
+        if fix.variant not in repair.dropped
     ]
     rows += [(name, "left out: a larger fix sets the same setting") for name in repair.dropped]
     rows += [(name, "not borne out on fresh seeds") for name in repair.refuted]

@@ -8,7 +8,14 @@ from service.lifecycle import RunState
 from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
 from service.report.labels import short_labels
-from service.report.models import RunRecord, StudyData, Summary, VariantRecord, VariantStats
+from service.report.models import (
+    RunRecord,
+    StageRecord,
+    StudyData,
+    Summary,
+    VariantRecord,
+    VariantStats,
+)
 from service.report.next_steps import build_next_steps
 from service.report.stats import adjust, variant_stats
 
@@ -59,6 +66,14 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         notes=_notes(data, runs) + found.small_gains,
         factorial=factorial,
         labels=short_labels([v.name for v in data.variants], baseline.name if baseline else ""),
+        stages=[
+            StageRecord(
+                index=stage.index, kind=stage.kind, reason=stage.reason,
+                variants=[v.name for v in stage.variants], runs=len(stage.runs),
+            )
+            for stage in data.stages
+        ],
+        repair=data.repair,
     )
     return summary, files
 
