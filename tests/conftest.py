@@ -109,14 +109,17 @@ def local_pace(tmp_path_factory):
     from tests.waits import FLOOR_SECONDS, Pace, run_process
 
     folder = tmp_path_factory.mktemp("pace")
-    spec = {**TINY, "name": "pace", "training": {"epochs": 2, "batch_size": 64}, "ablation": {"seeds": [10_000]}}
+    spec = {**TINY, "name": "pace", "training": {"epochs": 2, "batch_size": 64},
+            "ablation": {"seeds": [10_000]}}
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "-m", "service.cli", "run", str(folder / "spec.yaml"),
+               "--store", str(folder / "store")]
     started = time.monotonic()
-    done = run_process([sys.executable, "-m", "service.cli", "run", str(folder / "spec.yaml"), "--store",
-                        str(folder / "store")], 5 * FLOOR_SECONDS, "the pace run", cwd=REPO)
+    done = run_process(command, 5 * FLOOR_SECONDS, "the pace run", cwd=REPO)
     wall = time.monotonic() - started
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    metrics = [RunMetrics.model_validate_json(path.read_text()) for path in (folder / "store").glob("runs/*/metrics.json")]
+    stored = (folder / "store").glob("runs/*/metrics.json")
+    metrics = [RunMetrics.model_validate_json(path.read_text()) for path in stored]
     assert len(metrics) == 1, done.stdout[-3000:]
     pace = Pace.measure(max(0.0, wall - metrics[0].timings["total_seconds"]), wall, metrics)
     print(f"local pace: {pace}")

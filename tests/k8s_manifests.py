@@ -91,7 +91,11 @@ def dockerfile() -> str:
 
 
 def dockerfile_instruction(keyword: str) -> str:
-    (args,) = [line.split(None, 1)[1] for line in dockerfile().splitlines() if line.startswith(f"{keyword} ")]
+    (args,) = [
+        line.split(None, 1)[1]
+        for line in dockerfile().splitlines()
+        if line.startswith(f"{keyword} ")
+    ]
     return args.strip()
 
 

@@ -75,11 +75,13 @@ class S3Server:
 
         def answers() -> bool:
             if process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"moto server exited with {process.returncode}:\n{self.log_tail()}")
             return self._answers()
 
         try:
-            wait_until(answers, timeout, f"the moto server to answer on {self.endpoint}", self.log_tail, poll=0.05)
+            what = f"the moto server to answer on {self.endpoint}"
+            wait_until(answers, timeout, what, self.log_tail, poll=0.05)
         except AssertionError:
             self.stop()
             raise

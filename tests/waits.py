@@ -82,7 +82,9 @@ class Pace:
                 f"epoch {self.epoch_seconds:.3f}s, run overhead {self.run_overhead_seconds:.2f}s")
 
 
-def run_process(command: list[str], timeout: float, what: str, **options) -> subprocess.CompletedProcess:
+def run_process(
+    command: list[str], timeout: float, what: str, **options
+) -> subprocess.CompletedProcess:
     """`subprocess.run(command, capture_output=True, text=True, **options)` bounded by
     `timeout`; when it runs out, the process is killed and an AssertionError names `what` with
     what it had printed by then."""
@@ -90,7 +92,8 @@ def run_process(command: list[str], timeout: float, what: str, **options) -> sub
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **options)
     except subprocess.TimeoutExpired as expired:
         output = "\n".join(_text(part) for part in (expired.stdout, expired.stderr) if part)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{output[-6000:]}") from None
+        message = f"timed out after {timeout:.0f}s waiting for {what}\n{output[-6000:]}"
+        raise AssertionError(message) from None
 
 
 def _text(part: bytes | str) -> str:

@@ -94,6 +94,7 @@ def _refuse_tensorflow_in_parent(**_: object) -> None:
     # anyway); SystemExit is not an Exception, so it stops the worker.
     if "tensorflow" in sys.modules:
         structlog.get_logger(__name__).critical(
-            "TensorFlow was imported in the Celery parent process before forking: stopping the worker"
+            "TensorFlow was imported in the Celery parent process before forking: "
+            "stopping the worker"
         )
         raise SystemExit(TENSORFLOW_IN_PARENT_EXIT_CODE)

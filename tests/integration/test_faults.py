@@ -140,7 +140,8 @@ def still_consumes(cluster, process, event: str, seed: int) -> None:
     """After `event`, `process` alone consumes the queue for a moment and trains a fresh tiny
     run (its seed unique to the event: run identity is the config, not the study name)."""
     spec = tiny(f"after {event}", epochs=2, seeds=[seed])
-    takes_new_work(cluster["workers"], client(), process, spec, pace(cluster).deadline(epochs=2), event)
+    deadline = pace(cluster).deadline(epochs=2)
+    takes_new_work(cluster["workers"], client(), process, spec, deadline, event)
 
 
 def test_worker_killed_mid_run_is_redelivered_and_resumes(cluster):
@@ -224,7 +225,8 @@ def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
     lost = cluster["workers"].logged("signal 9 (SIGKILL)", mark)
     assert lost, cluster["workers"].text(since=mark)[-4000:]
     for index, process in enumerate(lost):
-        still_consumes(cluster, process, f"a killed pool process in worker {index}", seed=5020 + index)
+        event = f"a killed pool process in worker {index}"
+        still_consumes(cluster, process, event, seed=5020 + index)
 
 
 def test_nan_loss_is_diverged_and_not_retried(cluster):
@@ -276,7 +278,8 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
     study = submit_fresh(c, tiny("too long", epochs=5000))  # far beyond ABLATE_RUN_TIME_LIMIT
     limit = float(cluster["env"]["ABLATE_RUN_TIME_LIMIT"])
     (run_id,) = study.run_ids
-    wait_for(cluster, lambda: running_epoch(c.store, run_id, 1), pace(cluster).deadline(epochs=1), "training", [run_id])
+    wait_for(cluster, lambda: running_epoch(c.store, run_id, 1), pace(cluster).deadline(epochs=1),
+             "training", [run_id])
     stopped = trained_by(cluster["workers"], c, run_id)  # while its pool process lives
     assert stopped is not None
     final = finish(cluster, study, pace(cluster).deadline(epochs=1, extra=limit))
@@ -291,7 +294,8 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
     assert f"exceeded the run time limit of {limit:.0f}s" in status.error and 0 < status.epoch < 5000
     # the worker whose run was stopped goes on taking new work
     spec = tiny("after the limit", epochs=4)
-    takes_new_work(cluster["workers"], c, stopped, spec, pace(cluster).deadline(epochs=4), "a time-limit stop")
+    deadline = pace(cluster).deadline(epochs=4)
+    takes_new_work(cluster["workers"], c, stopped, spec, deadline, "a time-limit stop")
 
 
 def test_redis_restarted_mid_study_loses_no_run(cluster):
@@ -312,7 +316,8 @@ def test_redis_restarted_mid_study_loses_no_run(cluster):
     after = submit_fresh(c, tiny("after the restart", epochs=16, seeds=6))
     assert finish(cluster, after, pace(cluster).deadline(epochs=16, runs=6)).counts["succeeded"] == 6
     trainers = {trainer(cluster["workers"], read_status(c.store, r).worker) for r in after.run_ids}
-    assert None not in trainers and len(trainers) == 2, f"runs after the restart trained by {trainers}:\n{cluster['workers'].text()[-4000:]}"
+    assert None not in trainers and len(trainers) == 2, (
+        f"runs after the restart trained by {trainers}:\n{cluster['workers'].text()[-4000:]}")
 
 
 def test_s3_down_for_ten_seconds_mid_run_and_the_run_completes(cluster):

@@ -48,7 +48,10 @@ class Supervisor:
         return self.events("gpu worker started")
 
     def wait(self, timeout: float = FLOOR_SECONDS) -> int:
-        wait_until(lambda: self.process.poll() is not None, timeout, "the supervisor to exit", self.tail)
+        def exited() -> bool:
+            return self.process.poll() is not None
+
+        wait_until(exited, timeout, "the supervisor to exit", self.tail)
         return self.process.returncode
 
     def kill(self) -> None:

@@ -53,10 +53,16 @@ return redis.call(cmd[listType], listName)
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 @pytest.mark.parametrize("folder", [K8S, K8S / "redis"], ids=["main", "redis"])
 def test_kubectl_kustomize_renders_valid_manifests(folder):
-    done = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     rendered = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-    listed = [doc for name in documents(folder / "kustomization.yaml")[0]["resources"] for doc in documents(folder / name)]
+    listed = [
+        doc
+        for name in documents(folder / "kustomization.yaml")[0]["resources"]
+        for doc in documents(folder / name)
+    ]
     assert len(rendered) == len(listed)
     for doc in rendered:
         validate(doc, K8S_VERSIONS[-1])
@@ -69,7 +75,11 @@ def test_kubectl_kustomize_renders_valid_manifests(folder):
 
 
 def test_keda_triggers_count_queued_and_running_runs_in_a_real_redis(tmp_path, clean_env):
-    scaled_object, config, secret = find("ScaledObject"), find("ConfigMap", "ablate-config"), find("Secret")
+    scaled_object, config, secret = (
+        find("ScaledObject"),
+        find("ConfigMap", "ablate-config"),
+        find("Secret"),
+    )
     (worker,) = find("Deployment")["spec"]["template"]["spec"]["containers"]
     from service.queue import TRAIN_TASK, make_celery
     from tests.redis_server import RedisServer
@@ -85,7 +95,9 @@ def test_keda_triggers_count_queued_and_running_runs_in_a_real_redis(tmp_path, c
         def keda_sees() -> dict[str, int]:
             # What KEDA's redis scaler reports for each trigger.
             return {
-                name: int(redis_client.eval(KEDA_REDIS_LENGTH_SCRIPT, 1, trigger["metadata"]["listName"]))
+                name: int(
+                    redis_client.eval(KEDA_REDIS_LENGTH_SCRIPT, 1, trigger["metadata"]["listName"])
+                )
                 for name, trigger in triggers(scaled_object).items()
             }
 
@@ -97,7 +109,9 @@ def test_keda_triggers_count_queued_and_running_runs_in_a_real_redis(tmp_path, c
             taken = []
             with app.connection_for_read() as connection:
                 consumer = connection.Consumer(
-                    app.amqp.queues[settings.queue], accept=["json"], callbacks=[lambda body, message: taken.append(message)]
+                    app.amqp.queues[settings.queue],
+                    accept=["json"],
+                    callbacks=[lambda body, message: taken.append(message)],
                 )
                 consumer.qos(prefetch_count=1)
                 with consumer:
@@ -120,15 +134,24 @@ def test_redis_conf_starts_a_redis_that_requires_the_password(tmp_path):
 
     text = find("ConfigMap", "redis-config")["data"]["redis.conf"]
     (tmp_path / "data").mkdir()
-    (tmp_path / "auth.conf").write_text(f"requirepass {REAL_PASSWORD}\n")  # as the init container writes it
+    (tmp_path / "auth.conf").write_text(
+        f"requirepass {REAL_PASSWORD}\n"
+    )  # as the init container writes it
     port = free_port()
     text = re.sub(r"(?m)^port .*$", f"port {port}\nbind 127.0.0.1", text)
     text = re.sub(r"(?m)^dir .*$", f"dir {tmp_path / 'data'}", text)
     text = re.sub(r"(?m)^include .*$", f"include {tmp_path / 'auth.conf'}", text)
     (tmp_path / "redis.conf").write_text(text)
-    server = subprocess.Popen(["redis-server", str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        ["redis-server", str(tmp_path / "redis.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        def listening() -> bool:  # a plain socket: redis-py would back off for seconds between its retries
+
+        def listening() -> (
+            bool
+        ):  # a plain socket: redis-py would back off for seconds between its retries
             assert server.poll() is None, "redis-server refused the configuration"
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -141,7 +164,9 @@ def test_redis_conf_starts_a_redis_that_requires_the_password(tmp_path):
         assert client.ping()
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
-        anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+        anonymous = redis.Redis(
+            host="127.0.0.1", port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
         with pytest.raises(redis.AuthenticationError):
             anonymous.set("k", "v")
     finally:

@@ -58,7 +58,8 @@ def test_heartbeat_keeps_the_lease_through_a_redis_restart(redis_server):
         assert lease.still_valid()  # Redis away: not stale
         redis_server.start()  # same port, AOF: the fence survives
         # the heartbeat, reconnected, holds the key again (its ttl may have run out meanwhile)
-        wait_until(lambda: lease.holder() == lease.value, FLOOR_SECONDS, "the heartbeat to hold the lease again",
+        wait_until(lambda: lease.holder() == lease.value, FLOOR_SECONDS,
+                   "the heartbeat to hold the lease again",
                    lambda: f"holder {lease.holder()!r}, lost {lease.lost.is_set()}", poll=0.05)
         assert lease.still_valid() and not lease.lost.is_set()
         assert lease.holder() == lease.value

@@ -71,7 +71,8 @@ def worker_env(shared_cluster, tmp_path_factory):
     other asserts: one counts rejected messages, the other a refused factory's failed run), and
     the machine's pace measured by the session's shared cluster."""
     tmp_path = tmp_path_factory.mktemp("poison")
-    with RedisServer(tmp_path / "redis") as redis_server, pytest.MonkeyPatch.context() as monkeypatch:
+    with RedisServer(tmp_path / "redis") as redis_server, \
+            pytest.MonkeyPatch.context() as monkeypatch:
         env = {
             "ABLATE_BROKER_URL": redis_server.url,
             "ABLATE_STORE": str(tmp_path / "store"),
@@ -134,13 +135,17 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
     for reason in ("not JSON", "not an envelope", "not valid base64", "compressed",
                    "is not a study id", "not the hash of the run's config", "this worker writes to"):
         assert reason in log, reason
-    wait_until(lambda: int(broker.get(REJECTED_COUNTER) or 0) >= len(raw) + len(fields), pace.deadline(),
-               "the rejected messages to be counted", workers.diagnostics)
+    def counted() -> bool:
+        return int(broker.get(REJECTED_COUNTER) or 0) >= len(raw) + len(fields)
+
+    wait_until(counted, pace.deadline(), "the rejected messages to be counted", workers.diagnostics)
     assert int(broker.get(REJECTED_COUNTER)) == len(raw) + len(fields)
     assert broker.llen(queue) == 0
     # every message rejected, the worker goes on taking new work
-    fresh = {**TINY, "name": "after-poison", "training": {"epochs": 2, "batch_size": 64}, "ablation": {"seeds": [4242]}}
-    takes_new_work(workers, client, workers.processes[0], fresh, pace.deadline(epochs=2), "rejected messages")
+    fresh = {**TINY, "name": "after-poison", "training": {"epochs": 2, "batch_size": 64},
+             "ablation": {"seeds": [4242]}}
+    deadline = pace.deadline(epochs=2)
+    takes_new_work(workers, client, workers.processes[0], fresh, deadline, "rejected messages")
 
 
 def test_a_worker_refuses_a_factory_it_was_not_allowed_and_runs_none_of_it(worker_env):

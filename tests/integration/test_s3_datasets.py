@@ -32,6 +32,9 @@ def test_an_s3_dataset_larger_than_the_limit_is_not_downloaded(tmp_path, s3_env,
     np.savez(local, x_train=np.random.default_rng(0).random((40, 8, 8)), y_train=np.arange(40) % 2)
     boto3.client("s3").upload_file(str(local), bucket, "sets/data.npz")
     settings_env(ABLATE_MAX_DATASET_BYTES="1000", ABLATE_DATASET_CACHE=str(tmp_path / "cache"))
-    with pytest.raises(DatasetError, match=r"data.npz: \d+ bytes, more than the 1000 allowed \(ABLATE_MAX_DATASET_BYTES\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"data.npz: \d+ bytes, more than the 1000 allowed \(ABLATE_MAX_DATASET_BYTES\)",
+    ):
         datasets.inspect(NpzDataset(kind="npz", path=f"s3://{bucket}/sets/data.npz"))
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

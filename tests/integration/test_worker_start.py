@@ -29,8 +29,13 @@ def test_a_worker_with_tensorflow_in_its_parent_exits_at_start_up(tmp_path):
         "PYTHONPATH": str(REPO),
     }
     name = f"tf-parent-{uuid.uuid4().hex[:6]}@test"
-    done = run_process([sys.executable, "-c", START_WITH_TENSORFLOW, name], FLOOR_SECONDS,
-                       "the worker to stop", cwd=REPO, env=env)
+    done = run_process(
+        [sys.executable, "-c", START_WITH_TENSORFLOW, name],
+        FLOOR_SECONDS,
+        "the worker to stop",
+        cwd=REPO,
+        env=env,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == TENSORFLOW_IN_PARENT_EXIT_CODE, output[-4000:]
     assert "TensorFlow was imported in the Celery parent process before forking" in output

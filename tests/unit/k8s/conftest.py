@@ -56,7 +56,6 @@ def redis_sts() -> dict:
     return find("StatefulSet", "redis")
 
 
-
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """Without the shell's ABLATE_* and AWS_* variables and ~/.aws files."""

@@ -1,6 +1,7 @@
 """KEDA's ScaledObject: the workers scale from zero on the queue, the triggers watch the broker's
 Redis and count the runs queued and the runs workers hold, scale-in is gentle, and the password
-comes from the Secret. (The triggers counting in a real Redis: tests/integration/test_k8s_services.py.)"""
+comes from the Secret. (The triggers counting in a real Redis:
+tests/integration/test_k8s_services.py.)"""
 
 from __future__ import annotations
 
@@ -70,10 +71,15 @@ def test_scale_in_is_gentle_and_scale_to_zero_waits(scaled_object):
     assert spec["cooldownPeriod"] >= 300  # KEDA's default; a cold start pulls a large image
 
 
-def test_trigger_authentication_reads_the_redis_password_from_the_secret(scaled_object, trigger_auth, secret):
+def test_trigger_authentication_reads_the_redis_password_from_the_secret(
+    scaled_object, trigger_auth, secret
+):
     for trigger in scaled_object["spec"]["triggers"]:
         assert trigger["authenticationRef"]["name"] == trigger_auth["metadata"]["name"]
-        assert trigger["authenticationRef"].get("kind", "TriggerAuthentication") == "TriggerAuthentication"
+        assert (
+            trigger["authenticationRef"].get("kind", "TriggerAuthentication")
+            == "TriggerAuthentication"
+        )
     (reference,) = trigger_auth["spec"]["secretTargetRef"]
     assert reference["parameter"] == "password"  # the redis scaler's authentication parameter
     assert reference["name"] == secret["metadata"]["name"]

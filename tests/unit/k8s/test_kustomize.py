@@ -21,7 +21,9 @@ def test_kustomization_lists_exactly_the_manifests_beside_it(path):
     beside = {
         p.name
         for p in path.parent.iterdir()
-        if p.suffix in (".yaml", ".yml") and p.name != path.name and not p.name.endswith(".example.yaml")
+        if p.suffix in (".yaml", ".yml")
+        and p.name != path.name
+        and not p.name.endswith(".example.yaml")
     }
     assert sorted(kustomization["resources"]) == sorted(beside)
 

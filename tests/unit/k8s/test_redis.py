@@ -16,7 +16,11 @@ from tests.k8s_manifests import (
 
 def redis_conf() -> dict[str, str]:
     text = find("ConfigMap", "redis-config")["data"]["redis.conf"]
-    lines = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line.split(None, 1)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     return {key: value.strip() for key, value in lines}
 
 
@@ -39,13 +43,23 @@ def test_optional_redis_takes_its_password_from_the_secret(redis_sts, secret):
     pod = redis_sts["spec"]["template"]["spec"]
     conf = redis_conf()
     for container in [*pod["initContainers"], *pod["containers"]]:
-        references = [item["valueFrom"]["secretKeyRef"] for item in container.get("env", []) if "valueFrom" in item]
-        assert references == [{"name": secret["metadata"]["name"], "key": "ABLATE_REDIS_PASSWORD"}], container["name"]
+        references = [
+            item["valueFrom"]["secretKeyRef"]
+            for item in container.get("env", [])
+            if "valueFrom" in item
+        ]
+        assert references == [
+            {"name": secret["metadata"]["name"], "key": "ABLATE_REDIS_PASSWORD"}
+        ], container["name"]
     (init,) = pod["initContainers"]
     init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
     assert conf["include"].startswith(init_mounts["auth"] + "/")
     assert "requirepass" in init["command"][-1]
-    assert not any("requirepass" in arg for c in pod["containers"] for arg in c.get("command", []) + c.get("args", []))
+    assert not any(
+        "requirepass" in arg
+        for c in pod["containers"]
+        for arg in c.get("command", []) + c.get("args", [])
+    )
 
 
 def test_optional_redis_runs_the_compose_stacks_image(redis_sts):
@@ -57,7 +71,13 @@ def test_optional_redis_runs_the_compose_stacks_image(redis_sts):
 def test_broker_url_names_the_optional_redis_service(config, redis_sts, namespace):
     service = find("Service", "redis")
     broker = urlsplit(config["data"]["ABLATE_BROKER_URL"])
-    assert broker.hostname == f"{service['metadata']['name']}.{namespace['metadata']['name']}.svc.cluster.local"
+    assert (
+        broker.hostname
+        == f"{service['metadata']['name']}.{namespace['metadata']['name']}.svc.cluster.local"
+    )
     assert broker.port == service["spec"]["ports"][0]["port"]
     assert redis_sts["spec"]["serviceName"] == service["metadata"]["name"]
-    assert service["spec"]["selector"].items() <= redis_sts["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        service["spec"]["selector"].items()
+        <= redis_sts["spec"]["template"]["metadata"]["labels"].items()
+    )

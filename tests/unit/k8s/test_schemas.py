@@ -25,7 +25,13 @@ from tests.k8s_manifests import (
 
 def test_every_manifest_file_is_found():
     names = {str(p.relative_to(K8S)) for p in MANIFESTS}
-    assert {"kustomization.yaml", "worker.yaml", "keda.yaml", "secret.example.yaml", "redis/redis.yaml"} <= names
+    assert {
+        "kustomization.yaml",
+        "worker.yaml",
+        "keda.yaml",
+        "secret.example.yaml",
+        "redis/redis.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -68,11 +74,19 @@ def test_kubernetes_schemas_catch_mistakes(deployment, pdb):
         lambda so: so["spec"].update(cooldownPeriods=600),
         lambda so: so["spec"]["scaleTargetRef"].pop("name"),
         lambda so: so["spec"].update(minReplicaCount=-1),
-        lambda so: so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(
-            stabilizationWindowSeconds=7200
-        ),
+        lambda so: so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"][
+            "scaleDown"
+        ].update(stabilizationWindowSeconds=7200),
     ],
-    ids=["int-metadata", "unknown-redis-key", "no-list-name", "unknown-field", "no-target", "negative-min", "window-too-long"],
+    ids=[
+        "int-metadata",
+        "unknown-redis-key",
+        "no-list-name",
+        "unknown-field",
+        "no-target",
+        "negative-min",
+        "window-too-long",
+    ],
 )
 def test_keda_schema_catches_mistakes(scaled_object, mistake):
     broken = copy.deepcopy(scaled_object)

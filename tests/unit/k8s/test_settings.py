@@ -15,9 +15,15 @@ from tests.k8s_manifests import (
 
 
 def test_every_ablate_variable_is_a_setting(config, secret, worker):
-    names = [*config["data"], *secret["stringData"], *(item["name"] for item in worker.get("env", []))]
+    names = [
+        *config["data"],
+        *secret["stringData"],
+        *(item["name"] for item in worker.get("env", [])),
+    ]
     ablate = [name for name in names if name.startswith("ABLATE_")]
-    assert {"ABLATE_STORE", "ABLATE_BROKER_URL", "ABLATE_QUEUE", "ABLATE_REDIS_PASSWORD"} <= set(ablate)
+    assert {"ABLATE_STORE", "ABLATE_BROKER_URL", "ABLATE_QUEUE", "ABLATE_REDIS_PASSWORD"} <= set(
+        ablate
+    )
     for name in ablate:
         field = name.removeprefix("ABLATE_").lower()
         assert field in Settings.model_fields, f"{name} is not a field of service.settings.Settings"
@@ -44,7 +50,11 @@ def test_production_refuses_the_secret_templates_password(config, secret, worker
 
 def test_secret_template_holds_placeholders_only(secret):
     assert secret["metadata"]["name"] == "ablate-secrets"
-    assert set(secret["stringData"]) == {"ABLATE_REDIS_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert set(secret["stringData"]) == {
+        "ABLATE_REDIS_PASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
     for key, value in secret["stringData"].items():
         assert value.lower() in PLACEHOLDER_SECRETS, f"{key}: commit placeholders, never secrets"
     assert "data" not in secret  # base64 would hide what is committed

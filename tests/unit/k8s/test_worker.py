@@ -37,7 +37,9 @@ def test_everything_lives_in_the_namespace(namespace):
     for path in MANIFESTS:
         for doc in documents(path):
             if doc["kind"] not in ("Namespace", "Kustomization"):
-                assert doc["metadata"]["namespace"] == namespace["metadata"]["name"], f"{path}: {doc['kind']}"
+                assert doc["metadata"]["namespace"] == namespace["metadata"]["name"], (
+                    f"{path}: {doc['kind']}"
+                )
 
 
 def test_labels_tie_the_deployment_pdb_and_scaled_object_together(deployment, pdb, scaled_object):
@@ -70,7 +72,10 @@ def test_worker_command_is_accepted_by_ablate_worker(worker):
 def test_one_gpu_per_pod_on_gpu_nodes(worker, deployment):
     resources = worker["resources"]
     # Extended resources: a request, if given, must equal the limit.
-    assert resources["requests"].get("nvidia.com/gpu", resources["limits"]["nvidia.com/gpu"]) == resources["limits"]["nvidia.com/gpu"]
+    assert (
+        resources["requests"].get("nvidia.com/gpu", resources["limits"]["nvidia.com/gpu"])
+        == resources["limits"]["nvidia.com/gpu"]
+    )
     assert gpus_per_pod(worker) == 1  # KEDA scales pods, so one pod = one GPU
     assert {"cpu", "memory"} <= resources["requests"].keys()
     assert "memory" in resources["limits"]
@@ -112,7 +117,9 @@ def duration_seconds(value: str) -> float:
 
 def test_grace_period_lets_running_runs_checkpoint(deployment, config):
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    compose_grace = duration_seconds(yaml.safe_load(COMPOSE.read_text())["services"]["worker"]["stop_grace_period"])
+    compose_grace = duration_seconds(
+        yaml.safe_load(COMPOSE.read_text())["services"]["worker"]["stop_grace_period"]
+    )
     assert grace >= max(MIN_GRACE_SECONDS, compose_grace)
     # ... and a worker SIGKILLed after it leaves its runs unacknowledged until the visibility
     # timeout: the grace period must be far below it to be worth waiting for.
@@ -146,11 +153,15 @@ def test_pre_stop_hook_signals_pid_1_once_and_waits_for_it_to_exit(worker):
     script = argv[2]
     assert len(re.findall(r"kill -(?:TERM|15) 1\b", script)) == 1
     # Run the hook against a stand-in for PID 1 that counts SIGTERMs and takes 1.5 s to stop.
-    target = subprocess.Popen([sys.executable, "-c", TERM_COUNTER], stdout=subprocess.PIPE, text=True)
+    target = subprocess.Popen(
+        [sys.executable, "-c", TERM_COUNTER], stdout=subprocess.PIPE, text=True
+    )
     hook = None
     try:
         assert target.stdout.readline().strip() == "ready"
-        hook = subprocess.Popen(["/bin/sh", "-c", re.sub(r"(kill -\w+) 1\b", rf"\1 {target.pid}", script)])
+        hook = subprocess.Popen(
+            ["/bin/sh", "-c", re.sub(r"(kill -\w+) 1\b", rf"\1 {target.pid}", script)]
+        )
         assert target.stdout.readline().strip() == "term"
         time.sleep(0.5)
         assert hook.poll() is None, "the hook returned while PID 1 was still shutting down"
@@ -175,31 +186,56 @@ def test_worker_runs_locked_down_and_writes_only_to_its_volumes(deployment, work
     assert context["allowPrivilegeEscalation"] is False
     # What the worker writes: temporary files, its home (Keras, matplotlib, CUDA caches) and the
     # dataset cache. Each must lie on a writable volume.
-    useradd = next(line for line in dockerfile().splitlines() if "useradd" in line and "--create-home" in line)
+    useradd = next(
+        line for line in dockerfile().splitlines() if "useradd" in line and "--create-home" in line
+    )
     user = useradd.split()[-1]
     env = {item["name"]: item["value"] for item in worker.get("env", [])}
     needed = ["/tmp", f"/home/{user}", env["ABLATE_DATASET_CACHE"]]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    writable = [m["mountPath"] for m in worker["volumeMounts"] if not m.get("readOnly") and "emptyDir" in volumes[m["name"]]]
+    writable = [
+        m["mountPath"]
+        for m in worker["volumeMounts"]
+        if not m.get("readOnly") and "emptyDir" in volumes[m["name"]]
+    ]
     for path in needed:
-        assert any(path == mount or path.startswith(mount.rstrip("/") + "/") for mount in writable), path
+        assert any(
+            path == mount or path.startswith(mount.rstrip("/") + "/") for mount in writable
+        ), path
 
 
 def test_the_cuda_jit_cache_outlives_the_pod(deployment, worker):
     pod = deployment["spec"]["template"]["spec"]
-    cache = next(line.split("=", 1)[1].split()[0] for line in dockerfile().splitlines() if "CUDA_CACHE_PATH=" in line)
+    cache = next(
+        line.split("=", 1)[1].split()[0]
+        for line in dockerfile().splitlines()
+        if "CUDA_CACHE_PATH=" in line
+    )
     (mount,) = [m for m in worker["volumeMounts"] if m["mountPath"] == cache]
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     claim = volume["persistentVolumeClaim"]["claimName"]
-    (pvc,) = [doc for doc in documents(K8S / "cuda-cache.yaml") if doc["kind"] == "PersistentVolumeClaim"]
-    assert pvc["metadata"]["name"] == claim and pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # every pod
+    (pvc,) = [
+        doc for doc in documents(K8S / "cuda-cache.yaml") if doc["kind"] == "PersistentVolumeClaim"
+    ]
+    assert pvc["metadata"]["name"] == claim and pvc["spec"]["accessModes"] == [
+        "ReadWriteMany"
+    ]  # every pod
     assert not mount.get("readOnly")
 
 
 def restricted_violations(pod: dict) -> list[str]:
     """What the "restricted" Pod Security Standard refuses in a pod spec."""
     problems = []
-    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+    allowed_volumes = {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
     for volume in pod.get("volumes", []):
         if not set(volume) - {"name"} <= allowed_volumes:
             problems.append(f"volume {volume['name']}")
@@ -219,7 +255,9 @@ def restricted_violations(pod: dict) -> list[str]:
         if seccomp not in ("RuntimeDefault", "Localhost"):
             problems.append(f"{name}: seccompProfile")
         capabilities = context.get("capabilities", {})
-        if "ALL" not in capabilities.get("drop", []) or set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+        if "ALL" not in capabilities.get("drop", []) or set(capabilities.get("add", [])) - {
+            "NET_BIND_SERVICE"
+        }:
             problems.append(f"{name}: capabilities")
     return problems
 
@@ -227,7 +265,9 @@ def restricted_violations(pod: dict) -> list[str]:
 def test_pods_meet_the_restricted_pod_security_standard(namespace, deployment, redis_sts):
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for owner in (deployment, redis_sts):
-        assert restricted_violations(owner["spec"]["template"]["spec"]) == [], owner["metadata"]["name"]
+        assert restricted_violations(owner["spec"]["template"]["spec"]) == [], owner["metadata"][
+            "name"
+        ]
     # The check itself refuses what the standard refuses.
     loose = copy.deepcopy(deployment["spec"]["template"]["spec"])
     del loose["containers"][0]["securityContext"]["capabilities"]
