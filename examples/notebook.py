@@ -22,6 +22,8 @@ import pandas as pd
 
 from service.client import AblationClient
 
+pd.set_option("display.max_columns", 20)  # a terminal shows every column, not "..."
+pd.set_option("display.width", 160)
 IN_NOTEBOOK = "ipykernel" in sys.modules  # a kernel's sys.argv is its own, and it has no __file__
 HERE = Path.cwd() if IN_NOTEBOOK else Path(__file__).resolve().parent
 parser = argparse.ArgumentParser(description="Train a study, then read its results and findings.")
@@ -60,12 +62,14 @@ print(f"{study.study_id}: {status.finished}/{status.total} runs finished {counts
 # %% [markdown]
 # ## Results: one row per variant and run
 #
-# State, seed, test/train/validation metrics and timings per run; `groupby` gives the
-# per-variant means behind the report's table.
+# The same columns as the report's runs.csv: state, seed, test/train/validation metrics and
+# timings per run, and a `config.<path>` column for each setting that differs between runs.
+# `groupby` gives the per-variant means behind the report's table.
 
 # %%
 runs = pd.DataFrame(study.results())
-print(runs[["variant", "seed", "state", "test_accuracy", "val_accuracy", "epochs"]].head(10))
+config = [column for column in runs.columns if column.startswith("config.")]
+print(runs[["variant", "seed", "state", "test_accuracy", "val_accuracy", *config]].head(10))
 by_variant = runs.groupby("variant", sort=False)["test_accuracy"].agg(["mean", "std", "count"])
 print((by_variant * [100, 100, 1]).round(1))
 

@@ -1,5 +1,6 @@
-"""examples/notebook.py runs as a script: it trains a tiny study locally, loads its runs into
-pandas and prints the typed findings of `study.report()`; a second run trains nothing."""
+"""examples/notebook.py runs as a script: it trains a tiny study locally (2 runs of 1 epoch), loads
+its runs into pandas and prints the typed findings of `study.report()`; a second run trains
+nothing."""
 
 from __future__ import annotations
 
@@ -24,21 +25,27 @@ def _example(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_the_example_trains_locally_and_prints_results_and_findings(tmp_path):
-    spec = {**TINY, "name": "notebook", "training": {"epochs": 1, "batch_size": 64}}
+    spec = {
+        **TINY,
+        "name": "notebook",
+        "training": {"epochs": 1, "batch_size": 64},
+        "ablation": {"seeds": 1, "factors": [{"path": "model.dropout", "values": [0.2]}]},
+    }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
 
     first = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
 
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "1 runs trained" in first.stdout
-    assert "1/1 runs finished {'succeeded': 1}" in first.stdout
+    assert "2 runs trained" in first.stdout
+    assert "2/2 runs finished {'succeeded': 2}" in first.stdout
     assert "test_accuracy" in first.stdout  # the pandas frame of study.results()
+    assert "config.model.dropout" in first.stdout  # the setting that differs between runs
     assert "Significance: Benjamini-Hochberg" in first.stdout  # summary.statistics.statement
     assert (tmp_path / "store" / "studies").is_dir()
 
     again = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "0 runs trained, 1 reused" in again.stdout
+    assert "0 runs trained, 2 reused" in again.stdout
 
 
 def test_the_example_uses_only_public_names_of_the_project():
