@@ -1,6 +1,6 @@
 """examples/notebook.py runs as a script: it trains a tiny study locally (2 runs of 1 epoch), loads
-its runs into pandas and prints the typed findings of `study.report()`; a second run trains
-nothing."""
+its runs into pandas and prints the typed findings of `study.report()` (reuse on a second run
+is `ablate run`'s, tested in test_cli_run.py)."""
 
 from __future__ import annotations
 
@@ -33,19 +33,16 @@ def test_the_example_trains_locally_and_prints_results_and_findings(tmp_path):
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
 
-    first = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
+    done = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
 
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "2 runs trained" in first.stdout
-    assert "2/2 runs finished {'succeeded': 2}" in first.stdout
-    assert "test_accuracy" in first.stdout  # the pandas frame of study.results()
-    assert "config.model.dropout" in first.stdout  # the setting that differs between runs
-    assert "Significance: Benjamini-Hochberg" in first.stdout  # summary.statistics.statement
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 runs trained" in done.stdout
+    assert "2/2 runs finished {'succeeded': 2}" in done.stdout
+    assert "test_accuracy" in done.stdout  # the pandas frame of study.results()
+    assert "config.model.dropout" in done.stdout  # the setting that differs between runs
+    assert "Significance: Benjamini-Hochberg" in done.stdout  # summary.statistics.statement
     assert (tmp_path / "store" / "studies").is_dir()
 
-    again = _example("spec.yaml", "--store", "store", "--jobs", "1", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert "0 runs trained, 2 reused" in again.stdout
 
 
 def test_the_example_uses_only_public_names_of_the_project():
