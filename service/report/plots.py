@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from service.report.formatting import best_variant, find_variant, plot_names, points
 from service.report.labels import label as short_label
-from service.report.models import Factorial, StudyData, Summary, VariantStats
+from service.report.models import StudyData, Summary, VariantStats
 
 DPI = 110
 BASELINE = "#1f5fa8"
@@ -42,6 +42,8 @@ def render_plots(summary: Summary, data: StudyData) -> dict[str, bytes]:
     names = plot_names(summary)
     if "confusion_best.png" in names and best is not None:
         plots["confusion_best.png"] = _png(_confusion(summary, data, best.name, "Best variant"))
+    from service.report.grid_plots import factor_importance, grid_heatmap
+
     if "grid_heatmap.png" in names and summary.factorial is not None:
         plots["grid_heatmap.png"] = _png(grid_heatmap(summary.factorial))
     if "factor_importance.png" in names and summary.factorial is not None:
@@ -56,30 +58,15 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _label(name: str, width: int = 38) -> str:
+def cut_text(name: str, width: int = 38) -> str:
     """A user's name shortened to `width`, with `$` escaped so matplotlib draws it as text."""
     name = name if len(name) <= width else name[: width - 1] + "…"
     return name.replace("$", r"\$")
 
 
-def _title(text: str, width: int) -> str:
+def wrap_title(text: str, width: int) -> str:
     """A title wrapped to lines of `width` characters, so a long one is never clipped."""
     return "\n".join(textwrap.wrap(text.replace("$", r"\$"), width)) or " "
-
-
-def _ticks(labels: list[str], width: int, lines: int = 3) -> list[str]:
-    """Tick labels wrapped to `lines` lines of `width` characters; labels that still read the
-    same once cut are numbered, so no two ticks look alike."""
-    wrapped = []
-    for text in labels:
-        parts = textwrap.wrap(text, width) or [" "]
-        if len(parts) > lines:
-            parts = parts[:lines]
-            parts[-1] = parts[-1][: width - 1] + "…"
-        wrapped.append("\n".join(parts).replace("$", r"\$"))
-    if len(set(wrapped)) < len(wrapped):
-        wrapped = [f"{index}: {text}" for index, text in enumerate(wrapped, 1)]
-    return wrapped
 
 
 def _bounded(ax, low: float, high: float) -> None:
@@ -166,7 +153,7 @@ def _interval_chart(
     ax.set_yticks(
         rows,
         [
-            _label(short_label(summary, v.name))
+            cut_text(short_label(summary, v.name))
             + ("" if v.name != summary.baseline or "baseline" in v.name else " (baseline)")
             for v in variants
         ],
@@ -177,7 +164,7 @@ def _interval_chart(
         if variant.name == summary.baseline:
             tick.set_fontweight("bold")
     ax.set_xlabel(xlabel)
-    ax.set_title(_title(title, 90), loc="left", fontsize=11)
+    ax.set_title(wrap_title(title, 90), loc="left", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.08)
     _bounded(ax, -100.0 if zero_line else 0.0, 100.0)
@@ -219,7 +206,7 @@ def _learning_curves(summary: Summary) -> Figure:
         accuracy_ax = figure.add_subplot(grid[2 * row, column])
         loss_ax = figure.add_subplot(grid[2 * row + 1, column], sharex=accuracy_ax)
         accuracy_ax.set_title(
-            _title(short_label(summary, variant.name), 40),
+            wrap_title(short_label(summary, variant.name), 40),
             fontsize=10,
             loc="left",
             color=_tone(summary, variant),
@@ -317,7 +304,7 @@ def _confusion(summary: Summary, data: StudyData, name: str, role: str) -> Figur
         matrices.append(matrix)
         class_names = class_names or list(run.metrics.class_names)
     stats = find_variant(summary, name)
-    title = _title(f"{role}: {short_label(summary, name)}", 60)
+    title = wrap_title(f"{role}: {short_label(summary, name)}", 60)
     if not matrices:
         figure = Figure(figsize=(5, 2), layout="constrained")
         ax = figure.add_subplot()
@@ -341,11 +328,11 @@ def _confusion(summary: Summary, data: StudyData, name: str, role: str) -> Figur
     labelsize = 8 if classes <= 15 else 7 if classes <= 40 else 6
     ax.set_xticks(
         ticks,
-        [_label(class_names[i], 14) for i in ticks],
+        [cut_text(class_names[i], 14) for i in ticks],
         rotation=90 if classes > 10 else 0,
         fontsize=labelsize,
     )
-    ax.set_yticks(ticks, [_label(class_names[i], 14) for i in ticks], fontsize=labelsize)
+    ax.set_yticks(ticks, [cut_text(class_names[i], 14) for i in ticks], fontsize=labelsize)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = (
@@ -370,68 +357,4 @@ def _confusion(summary: Summary, data: StudyData, name: str, role: str) -> Figur
                     fontsize=7 if classes > 10 else 8,
                     color="white" if value > 0.55 else "black",
                 )
-    return figure
-
-
-# A grid's factors: the cell means of a two-factor grid, each term's share of the variance
-
-
-def grid_heatmap(factorial: Factorial) -> Figure:
-    """Mean test accuracy per cell of a two-factor grid, annotated (empty cells say so)."""
-    first, second = factorial.factors[0], factorial.factors[1]
-    rows, columns = [lv.level for lv in first.levels], [lv.level for lv in second.levels]
-    means = np.full((len(rows), len(columns)), np.nan)
-    seeds = np.zeros((len(rows), len(columns)), dtype=int)
-    for cell in factorial.cells:
-        i, j = rows.index(cell.levels[0]), columns.index(cell.levels[1])
-        if cell.mean is not None:
-            means[i, j], seeds[i, j] = 100 * cell.mean, cell.seeds
-    width = min(3.0 + 1.1 * len(columns), 12.0)
-    figure = Figure(figsize=(width, 2.0 + 0.65 * len(rows)), layout="constrained")
-    ax = figure.add_subplot()
-    shown = means[np.isfinite(means)]
-    low, high = (shown.min(), shown.max()) if shown.size else (0.0, 100.0)
-    image = ax.imshow(means, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6), aspect="auto")
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="test accuracy (%)")
-    middle = (low + high) / 2
-    for (i, j), value in np.ndenumerate(means):
-        text = f"{value:.1f}%\nn={seeds[i, j]}" if np.isfinite(value) else "no result"
-        colour = "white" if not np.isfinite(value) or value < middle else "black"
-        ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
-    ax.set_xticks(range(len(columns)), _ticks(columns, 18), fontsize=7)
-    ax.set_yticks(range(len(rows)), _ticks(rows, 24), fontsize=7)
-    ax.set_xlabel(_title(second.factor, 60), fontsize=9)
-    ax.set_ylabel(_title(first.factor, 30), fontsize=9)
-    ax.set_title(_title("Mean test accuracy per cell (n: seeds)", 60), loc="left", fontsize=11)
-    return figure
-
-
-def factor_importance(factorial: Factorial) -> Figure:
-    """Each factor's and each two-way interaction's share of the variance across runs."""
-    names = [f.factor for f in factorial.factors]
-    short = {n: n for n in names}
-    if any(len(n) > 30 for n in names):  # long names as F1, F2 ... with a key under the axis
-        short = {n: f"F{i}" for i, n in enumerate(names, 1)}
-    terms = [(short[f.factor], f.eta_squared, f.p_value) for f in factorial.factors]
-    terms += [
-        (" × ".join(short[n] for n in i.factors), i.eta_squared, i.p_value)
-        for i in factorial.interactions
-    ]
-    terms = sorted(terms, key=lambda t: -(t[1] or 0.0))
-    figure = Figure(figsize=(8.5, 1.4 + 0.4 * len(terms) + 0.2 * len(names)), layout="constrained")
-    ax = figure.add_subplot()
-    shares = [100 * (share or 0.0) for _, share, _ in terms]
-    colours = [HELPS if p is not None and p < 0.05 else NEUTRAL for _, _, p in terms]
-    ax.barh(range(len(terms)), shares, color=colours)
-    ax.set_yticks(range(len(terms)), _ticks([name for name, _, _ in terms], 44, 2), fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    key = [f"{code}: {_label(name, 90)}" for name, code in short.items() if code != name]
-    ax.set_xlabel("\n".join(["share of the variance across runs (eta squared, %)", *key]))
-    ax.set_title(
-        _title("What the grid's factors explain (green: p < 0.05 in the ANOVA)", 90),
-        loc="left",
-        fontsize=11,
-    )
-    ax.grid(axis="x", alpha=0.3)
     return figure
