@@ -16,8 +16,8 @@ MIN_RATE, MAX_RATE = 1e-7, 10.0
 """Learning rates searched: the spec's upper bound (10), and a floor below which no optimizer
 moves a float32 weight."""
 DECADES = 3
-"""Decades searched on each side of the baseline's rate; further while the range has not yet
-crossed the middle of the optimizer's usual range (TYPICAL_RATES), up to MAX_DECADES."""
+"""Decades searched on each side of the baseline's rate; further until the range covers the
+optimizer's usual range (TYPICAL_RATES), up to MAX_DECADES."""
 MAX_DECADES = 6
 MAX_EPOCHS = 10_000
 LEARNING_CURVE = (0.25, 0.5)
@@ -53,8 +53,8 @@ def rate_range(baseline: dict[str, Any], directions: tuple[int, ...]) -> list[St
     for direction in directions:
         for decade in range(1, MAX_DECADES + 1):
             previous = rate * 10.0 ** (direction * (decade - 1))
-            crossed = previous <= middle if direction < 0 else previous >= middle
-            if decade > DECADES and crossed:
+            covered = previous <= low if direction < 0 else previous >= high
+            if decade > DECADES and covered:
                 break
             value = _round(rate * 10.0 ** (direction * decade))
             if not MIN_RATE <= value <= MAX_RATE:

@@ -126,7 +126,9 @@ def run_diagnosis(
         key = study_key(study_id, f"report/{REPAIRED_FILE}")
         store.put_bytes(key, repaired_spec(spec, found, gain).encode(), "application/yaml")
         repaired = store.location(key)
-    write_document(store, study_key(study_id, "diagnosis.json"), repair_document(study_id, found, gain))
+    write_document(
+        store, study_key(study_id, "diagnosis.json"), repair_document(study_id, found, gain)
+    )
     summary, report = publish_report(store, study_id)  # shows the stages and the repair
     return Diagnosis(study_id, rounds, summary, found, report, repaired, gain)
 
@@ -141,7 +143,9 @@ def repair_document(study_id: str, found: Findings, gain: Comparison | None) -> 
         gain=gain.delta if gain else None,
         ci_low=gain.ci_low if gain else None,
         ci_high=gain.ci_high if gain else None,
-        p_value=(gain.p_adjusted if gain.p_adjusted is not None else gain.p_value) if gain else None,
+        p_value=(gain.p_adjusted if gain.p_adjusted is not None else gain.p_value)
+        if gain
+        else None,
         file=REPAIRED_FILE if found.repaired else None,
     )
 

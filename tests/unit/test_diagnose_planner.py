@@ -96,7 +96,7 @@ def test_a_chance_level_baseline_gets_a_log_spaced_learning_rate_range_in_both_d
     assert_buildable(found)
 
 
-def test_a_rate_far_too_high_is_searched_down_to_the_optimizers_usual_range_and_clipped_above():
+def test_a_rate_far_too_high_is_searched_down_through_the_optimizers_usual_range_clipped_above():
     base = {
         "dataset": {"kind": "digits", "validation_split": 0.1, "test_split": 0.25},
         "model": {"conv_blocks": [{"filters": 16}, {"filters": 32}], "dense": [64]},
@@ -106,7 +106,7 @@ def test_a_rate_far_too_high_is_searched_down_to_the_optimizers_usual_range_and_
     found = plan(summarize({"baseline": CHANCE}, base=base), [BASELINE_DONE], base=base)
     values = rates(found)
     assert max(values) <= 10.0  # the spec's bound: no rate above it is proposed
-    assert min(values) <= 1e-3  # down past the middle of Adam's usual range
+    assert min(values) <= 1e-4  # down through the whole of Adam's usual range (1e-4..1e-2)
     assert values[0] == pytest.approx(0.0008)  # the nearest to that middle is tried first
 
 
@@ -388,3 +388,9 @@ def test_an_open_comparison_that_a_larger_fix_on_the_same_path_overrules_is_not_
     done = [BASELINE_DONE, stage(1, "search", {"lr 0.0001": lower, "lr 0.01": higher})]
     # lr 0.01 is the repair: confirming lr 0.0001 could not change it
     assert plan(summary, done) is None
+
+
+def test_a_rate_far_too_low_is_searched_up_through_the_optimizers_usual_range():
+    base = {**config(), "optimizer": {"name": "adam", "learning_rate": 1e-6}}
+    found = plan(summarize({"baseline": CHANCE}, base=base), [BASELINE_DONE], base=base)
+    assert max(rates(found)) >= 1e-2 and min(rates(found)) >= 1e-7
