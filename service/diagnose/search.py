@@ -37,8 +37,31 @@ def active_symptoms(summary: Summary) -> list[Symptom]:
     ]
     present = {s.rule for s in kept}
     explaining = {s for s, covers in EXPLAINS.items() if s in present and present & set(covers)}
+    first = "class_imbalance" if _imbalance_learned(kept) else None
     return sorted(
-        kept, key=lambda s: (s.rule not in TRAINING_TROUBLE, s.rule not in explaining, -s.stake)
+        kept,
+        key=lambda s: (
+            s.rule != first,
+            s.rule not in TRAINING_TROUBLE,
+            s.rule not in explaining,
+            -s.stake,
+        ),
+    )
+
+
+def _imbalance_learned(symptoms: list[Symptom]) -> bool:
+    """A network at chance that predicts the largest training class for most test samples
+    learned the imbalance, not nothing (the report reads it so: `diagnosis._predicts_the_majority`):
+    class weighting comes before the learning-rate range."""
+    by_rule = {s.rule: s for s in symptoms}
+    imbalance, nothing = by_rule.get("class_imbalance"), by_rule.get("learned_nothing")
+    if imbalance is None or nothing is None:
+        return False
+    counts = imbalance.evidence.get("train_class_counts") or []
+    return (
+        bool(counts)
+        and nothing.evidence.get("most_predicted_class") == counts.index(max(counts))
+        and (nothing.evidence.get("most_predicted_share") or 0.0) > 0.5
     )
 
 

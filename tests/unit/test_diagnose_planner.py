@@ -394,3 +394,13 @@ def test_a_rate_far_too_low_is_searched_up_through_the_optimizers_usual_range():
     base = {**config(), "optimizer": {"name": "adam", "learning_rate": 1e-6}}
     found = plan(summarize({"baseline": CHANCE}, base=base), [BASELINE_DONE], base=base)
     assert max(rates(found)) >= 1e-2 and min(rates(found)) >= 1e-7
+
+
+def test_a_chance_baseline_that_predicts_the_majority_class_gets_class_weighting_first():
+    facts = clean_facts(train_class_counts=[1000] + [20] * 9)
+    majority = {**CHANCE, "class_recall": {0: 1.0}, "wrong_as": 0}
+    found = plan(summarize({"baseline": majority}, dataset=facts), [BASELINE_DONE])
+    assert [v.factor for v in found.variants[:2]] == ["class_weight", "resample"]
+    assert "learning_rate" in {v.factor for v in found.variants}
+    spread = plan(summarize({"baseline": CHANCE}, dataset=facts), [BASELINE_DONE])
+    assert spread.variants[0].factor == "learning_rate"  # at chance on every class: rate first
