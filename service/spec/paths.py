@@ -24,7 +24,7 @@ from typing import Any
 
 from service.spec.base import _check_data_path
 
-MAX_PATH_CHARS = 1024
+MAX_PATH_CHARS = 1024  # the spec model's limit on a path (service.spec.base.DataPath)
 _KINDS_WITH_PATH = {"npz": "file", "image_folder": "folder"}
 
 
@@ -63,9 +63,8 @@ def resolve_relative_paths(data: Any, folder: Path) -> tuple[Any, list[ResolvedP
     base = os.path.abspath(folder)
     out = dict(data)
     baseline_kind = _kind_of(data.get("dataset"))
-    out["dataset"] = _resolve_dataset(data.get("dataset"), "dataset", base, resolved)
-    if "dataset" not in data:
-        del out["dataset"]
+    if "dataset" in data:
+        out["dataset"] = _resolve_dataset(data["dataset"], "dataset", base, resolved)
     ablation = data.get("ablation")
     factors = ablation.get("factors") if isinstance(ablation, Mapping) else None
     if isinstance(factors, list):
