@@ -23,7 +23,7 @@ from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
 from service.lifecycle import StudyDocument, Variant
 from service.spec.load import format_errors
-from service.spec.models import StudySpec, TrainConfig
+from service.spec.models import FULL_DUMP, StudySpec, TrainConfig
 from service.spec.shapes import ShapeError, check_model
 from service.text import cut, escape_unsafe, printable
 
@@ -56,7 +56,7 @@ class Plan(BaseModel):
 
 def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
     """Expand `spec`; raises `SpecError` (naming the field) for any bad factor, path or dataset."""
-    baseline = spec.baseline().model_dump(mode="json")
+    baseline = spec.baseline().model_dump(mode="json", context=FULL_DUMP)  # later options settable by path
     _check_size_before_expanding(spec, source)
     candidates = list(_variants(spec, baseline, source))
     variants, runs = expand(spec, candidates, spec.ablation.seed_list, source)
@@ -73,7 +73,7 @@ def expand(
     """Variants and runs of `candidates` (name, factor, overrides, the spec field that produced
     them) around the spec's baseline, one run per seed, each checked as a spec's own variants
     are: the strategies' plans and the rounds a staged diagnosis plans from results alike."""
-    baseline = spec.baseline().model_dump(mode="json")
+    baseline = spec.baseline().model_dump(mode="json", context=FULL_DUMP)  # later options settable by path
     limit = spec.ablation.max_runs if max_runs is None else max_runs
     configs: list[tuple[str, str | None, dict[str, Any], TrainConfig]] = []
     digests: dict[str, str] = {}

@@ -189,3 +189,20 @@ def test_diagnose_switches_off_what_the_baseline_has():
 def test_diagnose_takes_no_factors():
     with pytest.raises(SpecError, match="diagnose"):
         build_plan(spec({"strategy": "diagnose", "factors": [{"path": "model.dropout", "values": [0.1]}]}))
+
+
+def test_factors_may_set_options_that_the_canonical_dump_leaves_out_at_their_default():
+    # training.train_fraction and class_weight are omitted from run identity at their defaults;
+    # a factor still reaches them by path, and the baseline's run ids do not move.
+    plain = spec_from_data({"name": "opts", "dataset": {"kind": "digits"}, "ablation": {"seeds": 1}})
+    spec = spec_from_data({
+        "name": "opts", "dataset": {"kind": "digits"},
+        "ablation": {"seeds": 1, "factors": [
+            {"path": "training.train_fraction", "values": [0.5]},
+            {"path": "training.class_weight", "values": ["balanced"]},
+        ]},
+    })
+    plan = build_plan(spec)
+    assert [v.name for v in plan.variants][1:] == ["training.train_fraction=0.5", "training.class_weight=balanced"]
+    assert plan.variants[0].run_ids == build_plan(plain).variants[0].run_ids
+    assert plan.runs[plan.variants[1].run_ids[0]].config.training.train_fraction == 0.5
