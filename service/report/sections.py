@@ -145,7 +145,7 @@ def _cause(cause: Cause) -> Item:
     )
 
 
-POINT_KEYS = ("delta", "gain", "stake", "gap", "deficit", "drop", "rise", "difference")
+POINT_KEYS = ("delta", "gain", "stake", "gap", "deficit", "drop", "rise", "difference", "minus")
 """Evidence keys whose value is a difference of accuracies: shown in points."""
 PERCENT_KEYS = ("accuracy", "recall", "share", "chance", "fraction", "rate_of")
 """Evidence keys whose value is an accuracy or a share: shown in percent."""
@@ -159,6 +159,10 @@ def _evidence_value(key: str, value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return number(value)
     if isinstance(value, float):
+        if key.endswith("p_value"):
+            return p_value(value)
+        if key.endswith("slope"):
+            return f"{points(value)} per epoch"
         if any(word in key for word in POINT_KEYS):
             return points(value)
         if any(word in key for word in PERCENT_KEYS) and 0 <= value <= 1:

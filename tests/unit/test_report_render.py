@@ -227,3 +227,28 @@ def test_a_grid_report_has_its_factor_plot_its_analysis_and_a_label_legend(facto
     assert f"| V{len(summary.variants) - 1} | " in markdown
     page = render_html(summary, plots)
     assert 'id="factorial"' in page and 'class="labels"' in page
+
+
+def test_evidence_reads_in_points_percent_and_p_values_never_json():
+    from service.report.sections import _scalar_rows
+
+    rows = dict(
+        _scalar_rows(
+            {
+                "gap": 0.183,
+                "gap_p_value": 0.0004,
+                "test_minus_validation": 0.031,
+                "val_accuracy_slope": 0.004,
+                "minority_recall": 0.4,
+                "per_class_recall": {"3": 0.0, "8": 0.95},
+                "train_class_counts": list(range(20)),
+                "ratio": 4.0,
+            }
+        )
+    )
+    assert rows["gap"] == "+18.3 pts" and rows["gap p value"] == "<0.001"
+    assert rows["test minus validation"] == "+3.1 pts"
+    assert rows["val accuracy slope"] == "+0.4 pts per epoch"
+    assert rows["minority recall"] == "40.0%" and rows["per class recall"] == "3: 0.0%, 8: 95.0%"
+    assert rows["train class counts"].endswith("11 (and 8 more)") and rows["ratio"] == "4"
+    assert not any(value.startswith(("{", "[")) for value in rows.values())
