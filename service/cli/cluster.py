@@ -108,16 +108,42 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
 @cli.command()
 @study_argument
 @click.option("--watch", is_flag=True, help="Refresh until every run finished; warn while no worker consumes the queue.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (no --watch).")
 @store_option
 @broker_option
-def status(study_id: str, watch: bool, store: str | None, broker: str | None) -> None:
+def status(study_id: str, watch: bool, as_json: bool, store: str | None, broker: str | None) -> None:
     """Progress of STUDY: runs per variant and state, epochs of running runs, ETA."""
+    if watch and as_json:
+        raise AblateError("--json prints the status once; it goes without --watch")
     client = _client(store, broker)
     study = client.study(study_id)
     if watch:
         _watch(study, client)
+    elif as_json:
+        click.echo(json.dumps(status_document(study.status()), indent=2))
     else:
         console.print(status_table(study.status()))
+
+
+def status_document(status: StudyStatus) -> dict:
+    """The status as JSON: runs per state for the study and each variant, running epochs, ETA."""
+    return {
+        "study_id": status.study_id,
+        "total": status.total,
+        "finished": status.finished,
+        "complete": status.complete,
+        "counts": {str(state): status.counts[state] for state in STATE_COLUMNS},
+        "eta_seconds": status.eta_seconds,
+        "variants": [
+            {
+                "name": variant.name,
+                "counts": {str(state): variant.counts[state] for state in STATE_COLUMNS},
+                "running_epochs": [list(pair) for pair in variant.running_epochs],
+            }
+            for variant in status.variants
+        ],
+        "errors": status.errors,
+    }
 
 
 @cli.command()

@@ -154,3 +154,17 @@ def test_pull_report_only_of_an_unreported_study_says_how_to_write_it(stored, tm
     assert result.exit_code == 0, result.output
     assert "has no report yet" in result.output
     assert files(tmp_path / "copy") == {f"studies/{stored['waiting'].study_id}/study.json"}
+
+
+def test_status_json_counts_runs_by_state_with_the_running_epochs(stored):
+    waiting = stored["waiting"]
+    result = ablate(stored, "status", stored["waiting_spec"], "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["study_id"] == waiting.study_id and status["total"] == 1
+    assert status["counts"]["running"] == 1 and status["finished"] == 0 and not status["complete"]
+    assert status["variants"][0]["running_epochs"] == [[1, 3]]
+    done = json.loads(ablate(stored, "status", stored["trained"].study_id[:12], "--json").output)
+    assert done["complete"] and done["counts"]["succeeded"] == 2 and done["eta_seconds"] == 0.0
+    refused = ablate(stored, "status", stored["waiting_spec"], "--json", "--watch")
+    assert refused.exit_code == 2 and "--json" in refused.output
