@@ -40,9 +40,10 @@ from service.spec.models import AblationSpec, StudySpec
 from service.store.base import Store
 
 REPAIRED_FILE = "repaired.yaml"
-BUDGET_PER_SEED = 20
-"""Runs a diagnosis trains by default per seed of the spec (40 for 2 seeds, 60 for 3), never
-more than `ablation.max_runs`; `--budget-runs` sets it."""
+DEFAULT_BUDGET = 40
+"""Runs a diagnosis trains at most by default (never more than `ablation.max_runs`):
+the baseline, a search of about a dozen configs and the confirmation of two or three, on 2-3
+seeds; `--budget-runs` sets it."""
 SECTIONS = ("dataset", "model", "optimizer", "schedule", "augmentation", "training")
 """The spec's sections that are the baseline's config (the paths the fixes set)."""
 
@@ -151,7 +152,7 @@ def repair_document(study_id: str, found: Findings, gain: Comparison | None) -> 
 
 
 def default_budget(spec: StudySpec) -> int:
-    return min(BUDGET_PER_SEED * len(spec.ablation.seed_list), spec.ablation.max_runs)
+    return min(DEFAULT_BUDGET, spec.ablation.max_runs)
 
 
 def measured_gain(summary: Summary, found: Findings) -> Comparison | None:
