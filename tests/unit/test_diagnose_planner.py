@@ -404,3 +404,25 @@ def test_a_chance_baseline_that_predicts_the_majority_class_gets_class_weighting
     assert "learning_rate" in {v.factor for v in found.variants}
     spread = plan(summarize({"baseline": CHANCE}, dataset=facts), [BASELINE_DONE])
     assert spread.variants[0].factor == "learning_rate"  # at chance on every class: rate first
+
+
+def test_a_rising_validation_curve_is_searched_with_more_epochs_and_higher_rates():
+    found = plan(summarize({"baseline": {"curve": "rising"}}, seeds=5), [BASELINE_DONE])
+    assert {v.factor for v in found.variants} == {"epochs", "learning_rate"}
+    assert found.variants[0].factor == "epochs" and "more epochs" in found.reason
+    higher = [
+        v.overrides["optimizer.learning_rate"]
+        for v in found.variants
+        if v.factor == "learning_rate"
+    ]
+    assert higher and min(higher) > 1e-3  # only higher rates: the curve says training is slow
+
+
+def test_test_accuracy_above_validation_says_labels_look_noisy_and_is_searched_first():
+    # validation 10 points under test: noisy training labels, which explain the underfitting
+    summary = summarize({"baseline": {"test_accuracy": 0.85, "val_offset": -0.10}}, seeds=5)
+    assert {"test_above_validation", "underfitting"} <= {s.rule for s in summary.symptoms}
+    found = plan(summary, [BASELINE_DONE])
+    assert found.variants[0].overrides == {"training.label_smoothing": 0.1}
+    assert "mislabelled" in found.reason
+    assert_buildable(found)
