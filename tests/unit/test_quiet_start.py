@@ -46,6 +46,14 @@ def test_other_lines_written_meanwhile_reach_stderr_and_tensorflow_lines_do_not(
     assert quiet_start.startup_output() == ONEDNN + CUINIT
 
 
+def test_echo_writes_everything_back_in_its_order_and_keeps_tensorflows_lines(capfd, monkeypatch):
+    monkeypatch.setattr(quiet_start, "_output", [])
+    with quiet_start.captured(echo=True):
+        os.write(2, (ONEDNN + JSON_LINE + CUINIT).encode())
+    assert capfd.readouterr().err == ONEDNN + JSON_LINE + CUINIT
+    assert quiet_start.startup_output() == ONEDNN + CUINIT
+
+
 def test_a_gpu_pinned_process_quotes_the_load_error_a_quiet_start_kept(monkeypatch):
     import tensorflow as tf
 
