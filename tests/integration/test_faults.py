@@ -136,11 +136,12 @@ def keep_two_workers(workers: Workers) -> None:
     workers.keep(2)
 
 
-def still_consumes(cluster, process, event: str, seed: int) -> None:
+def still_consumes(cluster, process, event: str, seed: int, cold: bool = False) -> None:
     """After `event`, `process` alone consumes the queue for a moment and trains a fresh tiny
-    run (its seed unique to the event: run identity is the config, not the study name)."""
+    run (its seed unique to the event: run identity is the config, not the study name); `cold`
+    when its pool process was replaced, whose first run loads TensorFlow."""
     spec = tiny(f"after {event}", epochs=2, seeds=[seed])
-    deadline = pace(cluster).deadline(epochs=2)
+    deadline = pace(cluster).deadline(epochs=2, cold=cold)
     takes_new_work(cluster["workers"], client(), process, spec, deadline, event)
 
 
@@ -226,7 +227,7 @@ def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
     assert lost, cluster["workers"].text(since=mark)[-4000:]
     for index, process in enumerate(lost):
         event = f"a killed pool process in worker {index}"
-        still_consumes(cluster, process, event, seed=5020 + index)
+        still_consumes(cluster, process, event, seed=5020 + index, cold=True)
 
 
 def test_nan_loss_is_diverged_and_not_retried(cluster):
@@ -294,7 +295,7 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
     assert f"exceeded the run time limit of {limit:.0f}s" in status.error and 0 < status.epoch < 5000
     # the worker whose run was stopped goes on taking new work
     spec = tiny("after the limit", epochs=4)
-    deadline = pace(cluster).deadline(epochs=4)
+    deadline = pace(cluster).deadline(epochs=4, cold=True)  # if the hard limit replaced its process
     takes_new_work(cluster["workers"], c, stopped, spec, deadline, "a time-limit stop")
 
 
