@@ -12,17 +12,19 @@ Layout: `runs/{run_id}/run.json, status.json, checkpoints/, model.keras, metrics
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from service.errors import KeyNotFound, StoreError
-from service.identity import RunSpec
+from service.identity import RUN_ID_PATTERN, RunSpec
 from service.store.base import Store
+from service.text import printable
 
 DOCUMENT_VERSION = 1
 """Version of the documents below; a reader refuses a newer one instead of misreading it."""
@@ -202,6 +204,20 @@ class StudyDocument(Document):
     variants: list[Variant]
     run_ids: list[str]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_study(cls, data: Any) -> Any:
+        # Checked first, with the words a user can act on: a run id becomes a store key.
+        if not isinstance(data, dict):
+            raise ValueError(f"not a study document (a JSON {_json_type(data)})")
+        run_ids = data.get("run_ids")
+        if not isinstance(run_ids, list):
+            raise ValueError("not a study document (no list of run_ids)")
+        for index, run_id in enumerate(run_ids):
+            if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+                raise ValueError(f"run_ids[{index}] is {printable(run_id)}, not a run id")
+        return data
+
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
             if variant.name == name:
@@ -320,10 +336,18 @@ def read_document(store: Store, key: str, model: type[Doc]) -> Doc:
         return model.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "(document)"
-        raise DocumentError(
-            f"{store.location(key)} is not a {model.__name__} document: {where}: {error['msg']}"
-        ) from None
+        if not error["loc"] and error["type"] == "value_error":  # the model's own words
+            problem = str(error["ctx"]["error"])
+        else:
+            where = ".".join(str(part) for part in error["loc"]) or "the document"
+            label = re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
+            problem = f"not a {label} ({where}: {printable(error['msg'], 200)})"
+        raise DocumentError(f"{store.location(key)}: {problem}") from None
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def write_document(store: Store, key: str, document: BaseModel) -> None:
