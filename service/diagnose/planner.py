@@ -232,10 +232,10 @@ def _confirmation(
         for c in chosen
     ]
     names = ", ".join(c.name for c in chosen)
+    test = "Welch's t-test" + (f", Holm over the {len(chosen)}" if len(chosen) > 1 else "")
     reason = (
-        f"Promising but not settled: {names}. Each is trained again with the baseline on "
-        f"{count} fresh seeds, and decided on those seeds alone (Welch's t-test, Holm over the "
-        f"{len(chosen)} confirmed together).{cut}"
+        f"Promising but not settled: {names}. Trained again with the baseline on {count} "
+        f"fresh seeds, and decided on those seeds alone ({test}).{cut}"
     )
     return Stage(
         index=len(stages), kind="confirm", reason=reason, variants=variants,
