@@ -156,7 +156,13 @@ def _error(future: Future) -> str | None:
 # Child process side
 
 
+_VERBOSE = False
+"""This training process's -v: TensorFlow's start-up lines are echoed (else logged at debug)."""
+
+
 def _init_child(verbose: bool, placement: list | None = None, slots=None) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
     if placement:
         with slots.get_lock():
             slot, slots.value = slots.value, slots.value + 1
@@ -181,7 +187,16 @@ def _init_child(verbose: bool, placement: list | None = None, slots=None) -> Non
 
 
 def _warm_up() -> None:
-    import workers.runner  # noqa: F401  (TensorFlow and Keras, before the first run arrives)
+    _load_tensorflow()  # before the first run arrives
+
+
+def _load_tensorflow() -> None:
+    """TensorFlow and Keras, their C++ start-up lines kept out of the terminal (shown with -v);
+    a second call does nothing."""
+    from workers.quiet_start import load_tensorflow
+
+    load_tensorflow(echo=_VERBOSE)
+    import workers.runner  # noqa: F401
 
 
 def _die_with_parent() -> None:
@@ -196,6 +211,8 @@ def _die_with_parent() -> None:
 
 def _train_in_child(run_json: str, store_url: str) -> dict:
     from service.identity import RunSpec
+
+    _load_tensorflow()
     from workers.runner import run  # the lazy import DESIGN.md allows: only children train
 
     spec = RunSpec.model_validate_json(run_json)
