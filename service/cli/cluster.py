@@ -273,59 +273,10 @@ def worker(
     on the CPU.
     """
     from service.settings import get_settings
-    from workers.gpus import detect_gpus, select_gpus  # nvidia-smi, never TensorFlow
+    from workers.cli import start_worker  # the layer rule's one exception: starting a worker
 
     settings = get_settings()
-    queue = queue or settings.queue
-    if not gpu_child:
-        selected = select_gpus(gpus, detect_gpus())
-        if selected:
-            if concurrency is not None:
-                raise AblateError("--concurrency is for CPU workers; with GPUs use --runs-per-gpu (or --gpus none)")
-            _supervise_gpus(selected, runs_per_gpu or settings.runs_per_gpu, queue, hostname, loglevel, settings)
-            return
-        if gpus.strip().lower() == "none":
-            os.environ["CUDA_VISIBLE_DEVICES"] = "-1"  # the pool processes train on the CPU
-        elif runs_per_gpu is not None:
-            raise AblateError(
-                f"--runs-per-gpu {runs_per_gpu}: no GPU found (nvidia-smi lists none"
-                + (f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in os.environ else "")
-                + "); use --concurrency on a CPU worker, or --gpus none"
-            )
-    if not gpu_child:
-        # The pool processes size their thread pools to their share of the cores (workers.cpus).
-        os.environ["ABLATE_TRAINING_PROCESSES"] = str(concurrency or 1)
-    try:
-        from workers.app import app
-    except ImportError as exc:
-        raise AblateError(f"the worker needs the training extra: pip install 'ablate[worker]' ({exc})") from None
-
-    argv = [
-        "worker",
-        f"--queues={queue}",
-        f"--concurrency={concurrency or 1}",
-        # prefork: the parent never imports TensorFlow, each pool process trains (see README)
-        "--pool=prefork",
-        f"--loglevel={loglevel}",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    runs = f"{concurrency or 1} run{'s' if (concurrency or 1) > 1 else ''} at once"
-    if gpu_child:
-        device = os.environ.get("CUDA_VISIBLE_DEVICES", "?")
-        memory = settings.gpu_memory_mb
-        where = f"GPU {device}, {runs}, " + (f"{memory} MiB each" if memory else "memory growth")
-    else:
-        where = f"CPU, {runs}"
-    console.print(escape(f"worker on {settings.broker_url_redacted()} queue {queue}, store {settings.store} ({where})"), highlight=False)
-    # As app.worker_main, but keeping the worker's exit code (which it drops): a worker that stops
-    # because it cannot train (workers.tasks) exits non-zero, for its supervisor to see.
-    from celery.bin.celery import celery as celery_command
-
-    celery_command.params[0].default = app
-    code = celery_command.main(args=argv, standalone_mode=False)
+    code = start_worker(settings, queue, gpus, runs_per_gpu, concurrency, hostname, loglevel, gpu_child)
     if code:
         sys.exit(code)
 
