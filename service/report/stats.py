@@ -20,6 +20,8 @@ from scipy import stats as sps
 from service.lifecycle import EpochRecord, RunMetrics
 from service.report.models import Comparison, Curves, MetricStats, VariantRecord, VariantStats
 
+UNIT = (0.0, 1.0)
+"""The range of an accuracy."""
 MAX_SEEDS = 10_000
 """`seeds_needed` searches up to this many seeds per variant; beyond it, it answers None."""
 
@@ -48,8 +50,12 @@ def metric_stats(
     values: Iterable[float | None],
     confidence: float = 0.95,
     accuracy_samples: int | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> MetricStats:
     """Mean, sample std (ddof=1) and t-interval of the mean; std and interval need 2 values.
+
+    `bounds` is the range the metric can take (an accuracy's [0, 1]): a t-interval of two
+    far-apart seeds would otherwise reach past it, and is cut there.
 
     With `accuracy_samples` (the values are accuracies measured on that many images) the
     interval is a logit-scale t-interval whose per-seed variance has the binomial floor: it
@@ -66,7 +72,10 @@ def metric_stats(
     t = float(sps.t.ppf(0.5 + confidence / 2, n - 1))
     if accuracy_samples is None:
         half = t * std / math.sqrt(n)
-        return MetricStats(n=n, mean=mean, std=std, ci_low=mean - half, ci_high=mean + half)
+        low, high = mean - half, mean + half
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+        return MetricStats(n=n, mean=mean, std=std, ci_low=low, ci_high=high)
     se = math.sqrt(max(std**2, binomial_var(mean, accuracy_samples)) / n)
     p = min(max(mean, 0.5 / accuracy_samples), 1 - 0.5 / accuracy_samples)
     half = t * se / (p * (1 - p))  # the delta method: d logit(p) / dp = 1 / (p (1 - p))
@@ -278,10 +287,10 @@ def variant_stats(
         failed=len(variant.runs) - len(done) - diverged,
         test_accuracy=metric_stats((m.test.accuracy for m in done), accuracy_samples=samples),
         test_loss=metric_stats(m.test.loss for m in done),
-        val_accuracy=metric_stats(_last(h, "val_accuracy") for h in histories),
+        val_accuracy=metric_stats((_last(h, "val_accuracy") for h in histories), bounds=UNIT),
         val_loss=metric_stats(_last(h, "val_loss") for h in histories),
-        train_accuracy=metric_stats(_last(h, "accuracy") for h in histories),
-        train_val_gap=metric_stats(_gap(h) for h in histories),
+        train_accuracy=metric_stats((_last(h, "accuracy") for h in histories), bounds=UNIT),
+        train_val_gap=metric_stats((_gap(h) for h in histories), bounds=(-1.0, 1.0)),
         best_epoch=metric_stats(_best_epoch(h) for h in histories),
         vs_baseline=comparison,
         curves=curves(done),

@@ -287,3 +287,13 @@ def test_the_threshold_to_join_is_the_next_bh_step():
     comparisons = [_comparison(p) for p in (0.001, 0.2, 0.4, 0.6)]
     adjust(comparisons, 0.05)
     assert threshold_to_join(comparisons, 0.05) == pytest.approx(0.05 * 2 / 4)
+
+
+def test_an_accuracy_interval_of_two_far_apart_seeds_stays_inside_its_range():
+    from service.report.stats import metric_stats
+
+    wide = metric_stats([0.70, 0.99])
+    assert wide.ci_low < 0 and wide.ci_high > 1  # two seeds' t-interval: -100% to 269%
+    bounded = metric_stats([0.70, 0.99], bounds=(0.0, 1.0))
+    assert (bounded.ci_low, bounded.ci_high) == (0.0, 1.0)
+    assert (bounded.mean, bounded.std) == (wide.mean, wide.std)
