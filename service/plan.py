@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from service import datasets
+from service.datasets.balance import check_class_weight
 from service.errors import DatasetError, SpecError
 from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
@@ -119,6 +120,11 @@ def expand(
         except ShapeError as exc:
             where = exc.field if name == BASELINE else f"{field} ({exc.field})"
             raise SpecError(source, [(where, str(exc))]) from None
+        try:  # a weight for a class the data does not have: here, not in a worker
+            check_class_weight(config.training.class_weight, info.class_names)
+        except DatasetError as exc:
+            where = exc.field if name == BASELINE else f"{field} ({exc.field})"
+            raise SpecError(source, [(where, str(exc).removeprefix(f"{exc.field}: "))]) from None
         run_ids = []
         for seed in seeds:
             run = RunSpec(config=config, dataset_fingerprint=info.fingerprint, seed=seed)

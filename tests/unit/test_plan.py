@@ -206,3 +206,12 @@ def test_factors_may_set_options_that_the_canonical_dump_leaves_out_at_their_def
     assert [v.name for v in plan.variants][1:] == ["training.train_fraction=0.5", "training.class_weight=balanced"]
     assert plan.variants[0].run_ids == build_plan(plain).variants[0].run_ids
     assert plan.runs[plan.variants[1].run_ids[0]].config.training.train_fraction == 0.5
+
+
+def test_a_class_weight_for_a_class_the_data_lacks_is_refused_when_planning():
+    spec = spec_from_data({
+        "name": "weights", "dataset": {"kind": "digits"},
+        "ablation": {"seeds": 1, "factors": [{"path": "training.class_weight", "values": [{"12": 2.0}]}]},
+    })
+    with pytest.raises(SpecError, match=r"ablation.factors\[0\].values\[0\] \(training.class_weight.12\)"):
+        build_plan(spec)
