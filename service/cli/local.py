@@ -100,7 +100,7 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--submit", "submit_", is_flag=True, help="Train on the workers (Celery) instead of here; this process plans and follows the stages.")
 @click.option("--budget-runs", type=click.IntRange(1, 100_000), help="Runs the whole diagnosis may train (default: 40; never more than the spec's ablation.max_runs).")
-@click.option("--max-seeds", type=click.IntRange(2, 1000), help="Seeds per config at most, fresh ones for confirmation (default: twice the spec's seeds, at least 5).")
+@click.option("--max-seeds", type=click.IntRange(2, 1000), help="Seeds per config at most, fresh ones for confirmation (default: the spec's ablation.max_seeds, else twice its seeds, at least 5).")
 @click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True, help="Diagnose again around the repaired config, until no fix helps or the budget is spent.")
 @store_option
 @broker_option

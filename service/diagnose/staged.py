@@ -89,7 +89,7 @@ def run_diagnosis(
     study_id = study_id_of(spec)
     seeds = spec.ablation.seed_list
     budget = min(budget_runs or default_budget(spec), spec.ablation.max_runs)
-    max_seeds = max_seeds or max(2 * len(seeds), 5)
+    max_seeds = max_seeds or spec.ablation.max_seeds or max(2 * len(seeds), 5)
     baseline = spec.baseline().model_dump(mode="json")
     info = datasets.inspect(spec.baseline().dataset)
     data = DataShape(

@@ -371,6 +371,17 @@ class AblationSpec(StrictModel):
     schedule, label_smoothing, early_stopping, dense, or conv_block.N (block N, from 0)."""
     seeds: Annotated[int, Field(gt=0, le=1000)] | list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = 3
     max_runs: Annotated[int, Field(gt=0, le=MAX_RUNS)] = 500
+    max_seeds: Annotated[int, Field(ge=2, le=1000)] | None = None
+    """`ablate diagnose`: seeds per config at most, fresh ones for confirmation (default:
+    twice the seeds, at least 5). Left out of the spec's dump when unset (study ids unchanged)."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_max_seeds(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        # Added after study ids were first stored: absent from the canonical dump when unset.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("max_seeds") is None:
+            data.pop("max_seeds", None)
+        return data
 
     @field_validator("components")
     @classmethod
