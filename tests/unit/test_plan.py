@@ -215,3 +215,15 @@ def test_a_class_weight_for_a_class_the_data_lacks_is_refused_when_planning():
     })
     with pytest.raises(SpecError, match=r"ablation.factors\[0\].values\[0\] \(training.class_weight.12\)"):
         build_plan(spec)
+
+
+def test_max_seeds_is_absent_from_the_spec_dump_until_set():
+    data = {"name": "seeds", "dataset": {"kind": "digits"}, "ablation": {"seeds": 2}}
+    unset = spec_from_data(data)
+    assert "max_seeds" not in unset.model_dump(mode="json")["ablation"]
+    data["ablation"]["max_seeds"] = 6
+    set_ = spec_from_data(data)
+    assert set_.ablation.max_seeds == 6 and study_id(set_) != study_id(unset)
+    data["ablation"]["max_seeds"] = 1
+    with pytest.raises(SpecError, match="ablation.max_seeds"):
+        spec_from_data(data)
