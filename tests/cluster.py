@@ -39,7 +39,18 @@ class Workers:
             self.add()
 
     def command(self, name: str) -> list[str]:
-        return [sys.executable, "-m", "service.cli", "worker", "--gpus", "none", "-c", "1", "-n", name]
+        return [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            "--gpus",
+            "none",
+            "-c",
+            "1",
+            "-n",
+            name,
+        ]
 
     def add(self) -> subprocess.Popen:
         """Start one more worker (e.g. to replace a killed one)."""
@@ -151,7 +162,8 @@ class Workers:
             answered = {name for reply in replies or [] for name in reply}
             silent = sorted(set(others) - answered)
             assert not silent, (
-                f"workers {silent} did not stop consuming {queue}\n{self.diagnostics()}")
+                f"workers {silent} did not stop consuming {queue}\n{self.diagnostics()}"
+            )
         try:
             yield
         finally:
@@ -162,7 +174,9 @@ class Workers:
         """Whether any live worker reports a task running or reserved (`celery inspect`)."""
         from service.queue import make_celery
 
-        destination = [n for n, p in zip(self.names, self.processes, strict=False) if p.poll() is None]
+        destination = [
+            n for n, p in zip(self.names, self.processes, strict=False) if p.poll() is None
+        ]
         inspect = make_celery(self.settings()).control.inspect(destination=destination, timeout=2)
         replies = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
         return any(replies) or len(inspect.ping() or {}) < len(destination)
@@ -195,16 +209,23 @@ class Workers:
         from service.queue import make_celery
 
         app = make_celery(self.settings())
-        destination = [n for n, p in zip(self.names, self.processes, strict=False) if p.poll() is None] or None
+        destination = [
+            n for n, p in zip(self.names, self.processes, strict=False) if p.poll() is None
+        ] or None
         inspect = app.control.inspect(destination=destination, timeout=3)
         lines = []
         for what in ("active", "reserved", "scheduled"):
             replies = getattr(inspect, what)() or {}
-            lines.append(f"{what}: " + json.dumps(
-                {worker: [_task_line(t) for t in tasks] for worker, tasks in replies.items()}, default=str
-            ))
+            lines.append(
+                f"{what}: "
+                + json.dumps(
+                    {worker: [_task_line(t) for t in tasks] for worker, tasks in replies.items()},
+                    default=str,
+                )
+            )
         answered = set((inspect.ping() or {}).keys())
-        lines.append(f"answered ping: {sorted(answered)}; silent: {sorted(set(destination or []) - answered)}")
+        silent = sorted(set(destination or []) - answered)
+        lines.append(f"answered ping: {sorted(answered)}; silent: {silent}")
         return "\n".join(lines)
 
     def _broker_state(self) -> str:
@@ -222,8 +243,10 @@ class Workers:
                 message = json.loads(raw)[0]
                 headers = message.get("headers", {})
                 age = now - index.get(tag, now)
-                lines.append(f"  {tag.decode()}: task {headers.get('id')} retries {headers.get('retries')} "
-                             f"eta {headers.get('eta')} unacked for {age:.0f}s")
+                lines.append(
+                    f"  {tag.decode()}: task {headers.get('id')} retries {headers.get('retries')} "
+                    f"eta {headers.get('eta')} unacked for {age:.0f}s"
+                )
         return "\n".join(lines)
 
 
@@ -238,8 +261,10 @@ def _statuses(store, run_ids) -> str:
     for run_id in run_ids:
         status = read_status(store, run_id)
         metrics = store.exists(f"runs/{run_id}/metrics.json")
-        lines.append(f"{run_id}: metrics.json {'present' if metrics else 'absent'}; status " + (
-            "absent" if status is None else status.model_dump_json(exclude={"history"})))
+        lines.append(
+            f"{run_id}: metrics.json {'present' if metrics else 'absent'}; status "
+            + ("absent" if status is None else status.model_dump_json(exclude={"history"}))
+        )
     return "\n".join(lines) or "(no runs)"
 
 
@@ -270,14 +295,26 @@ def calibrate(workers: Workers, client, ceiling: float = 600) -> Pace:
     from tests.conftest import TINY
 
     count = len(workers.alive())
-    spec = {**TINY, "name": "warm-up", "training": {"epochs": 2, "batch_size": 64},
-            "ablation": {"seeds": [10_000 + i for i in range(count)]}}
+    spec = {
+        **TINY,
+        "name": "warm-up",
+        "training": {"epochs": 2, "batch_size": 64},
+        "ablation": {"seeds": [10_000 + i for i in range(count)]},
+    }
     started = time.monotonic()
     study = client.submit(spec)
-    wait_until(lambda: study.status().complete, ceiling, "the warm-up runs",
-               lambda: workers.diagnostics(client.store, study.run_ids), poll=0.2)
+    wait_until(
+        lambda: study.status().complete,
+        ceiling,
+        "the warm-up runs",
+        lambda: workers.diagnostics(client.store, study.run_ids),
+        poll=0.2,
+    )
     wall = time.monotonic() - started
-    metrics = [RunMetrics.model_validate(client.store.get_json(f"runs/{r}/metrics.json")) for r in study.run_ids]
+    metrics = [
+        RunMetrics.model_validate(client.store.get_json(f"runs/{r}/metrics.json"))
+        for r in study.run_ids
+    ]
     return Pace.measure(workers.startup_seconds, wall, metrics)
 
 
@@ -291,8 +328,9 @@ def trained_by(workers: Workers, client, run_id: str) -> subprocess.Popen | None
     return workers.owner_of(int(worker.rsplit(":", 1)[1])) if worker else None
 
 
-def takes_new_work(workers: Workers, client, process: subprocess.Popen, spec: dict, timeout: float,
-                   event: str) -> None:
+def takes_new_work(
+    workers: Workers, client, process: subprocess.Popen, spec: dict, timeout: float, event: str
+) -> None:
     """After `event`, `process` still consumes: with the other workers' consumers cancelled, a
     fresh run of `spec` (one run whose config no other test trains) is trained by it. A worker
     that stopped consuming fails here with the cluster's diagnostics, instead of passing
@@ -305,8 +343,10 @@ def takes_new_work(workers: Workers, client, process: subprocess.Popen, spec: di
         final = wait_study(workers, client, study, timeout)
         assert final.counts["succeeded"] == 1, (event, final)
         by = trained_by(workers, client, run_id)
-        assert by is process, (f"after {event}, run {run_id} was trained by "
-                               f"{by and workers.name_of(by)}, not {workers.name_of(process)}")
+        assert by is process, (
+            f"after {event}, run {run_id} was trained by "
+            f"{by and workers.name_of(by)}, not {workers.name_of(process)}"
+        )
 
 
 def wait_study(workers: Workers, client, study, timeout: float, poll: float = 0.5):
@@ -316,5 +356,10 @@ def wait_study(workers: Workers, client, study, timeout: float, poll: float = 0.
         status = study.status()
         return status if status.complete else None
 
-    return wait_until(finished, timeout, f"study {study.study_id} to finish",
-                      lambda: workers.diagnostics(client.store, study.run_ids), poll)
+    return wait_until(
+        finished,
+        timeout,
+        f"study {study.study_id} to finish",
+        lambda: workers.diagnostics(client.store, study.run_ids),
+        poll,
+    )

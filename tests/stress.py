@@ -15,7 +15,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODULES = ["tests/integration/test_distributed.py", "tests/integration/test_faults.py", "tests/integration/test_load.py"]
+MODULES = [
+    "tests/integration/test_distributed.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_load.py",
+]
 
 
 def _hog() -> None:
@@ -27,7 +31,9 @@ def _hog() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--hogs", type=int, default=1, help="busy-looping processes (one core each)")
+    parser.add_argument(
+        "--hogs", type=int, default=1, help="busy-looping processes (one core each)"
+    )
     options, pytest_args = parser.parse_known_args()
     hogs = [multiprocessing.Process(target=_hog, daemon=True) for _ in range(options.hogs)]
     for hog in hogs:
@@ -36,17 +42,33 @@ def main() -> int:
     try:
         for round_ in range(1, options.rounds + 1):
             started = time.monotonic()
-            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MODULES, *pytest_args], cwd=REPO)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    *MODULES,
+                    *pytest_args,
+                ],
+                cwd=REPO,
+            )
             seconds = time.monotonic() - started
             results.append((round_, done.returncode, seconds))
-            print(f"stress round {round_}/{options.rounds}: {'passed' if done.returncode == 0 else 'FAILED'} in {seconds:.0f}s", flush=True)
+            result = "passed" if done.returncode == 0 else "FAILED"
+            print(f"stress round {round_}/{options.rounds}: {result} in {seconds:.0f}s", flush=True)
     finally:
         for hog in hogs:
             hog.terminate()
             hog.join()
     failed = [r for r, code, _ in results if code != 0]
-    print(f"stress: {len(results) - len(failed)}/{len(results)} rounds passed with {options.hogs} CPU hog(s); "
-          f"durations {', '.join(f'{s:.0f}s' for _, _, s in results)}")
+    print(
+        f"stress: {len(results) - len(failed)}/{len(results)} rounds passed "
+        f"with {options.hogs} CPU hog(s); "
+        f"durations {', '.join(f'{s:.0f}s' for _, _, s in results)}"
+    )
     return 1 if failed else 0
 
 

@@ -59,8 +59,15 @@ class Pace:
     def run_seconds(self, epochs: int) -> float:
         return self.run_overhead_seconds + epochs * self.epoch_seconds
 
-    def deadline(self, epochs: int = 0, runs: int = 1, workers: int = 2, cold: bool = False,
-                 extra: float = 0.0, floor: float = FLOOR_SECONDS) -> float:
+    def deadline(
+        self,
+        epochs: int = 0,
+        runs: int = 1,
+        workers: int = 2,
+        cold: bool = False,
+        extra: float = 0.0,
+        floor: float = FLOOR_SECONDS,
+    ) -> float:
         """Seconds to allow for `runs` runs of `epochs` epochs on `workers` workers, plus a
         worker start and a first run when `cold` (a replaced worker), plus `extra` fixed
         seconds (a visibility timeout, say), times SLACK, never under `floor`."""
@@ -73,13 +80,19 @@ class Pace:
     def measure(cls, startup_seconds: float, wall_seconds: float, metrics: list) -> Pace:
         """From a warm-up study's wall time and its runs' `RunMetrics` (two epochs or more)."""
         steady = [h.epoch_seconds for m in metrics for h in m.history[1:]]
-        epoch = statistics.median(steady) if steady else max(h.epoch_seconds for m in metrics for h in m.history)
+        epoch = (
+            statistics.median(steady)
+            if steady
+            else max(h.epoch_seconds for m in metrics for h in m.history)
+        )
         overhead = max(m.timings["total_seconds"] - epoch * len(m.history) for m in metrics)
         return cls(startup_seconds, wall_seconds, epoch, max(0.5, overhead))
 
     def __str__(self) -> str:
-        return (f"start-up {self.startup_seconds:.1f}s, cold run {self.cold_run_seconds:.1f}s, "
-                f"epoch {self.epoch_seconds:.3f}s, run overhead {self.run_overhead_seconds:.2f}s")
+        return (
+            f"start-up {self.startup_seconds:.1f}s, cold run {self.cold_run_seconds:.1f}s, "
+            f"epoch {self.epoch_seconds:.3f}s, run overhead {self.run_overhead_seconds:.2f}s"
+        )
 
 
 def run_process(

@@ -44,8 +44,14 @@ def shared_cluster(s3_server, tmp_path_factory):
             monkeypatch.setenv(name, value)
         env = dict(os.environ)  # the S3 variables too
     workers = Workers(env, tmp_path_factory.mktemp("shared-logs"))
-    cluster = {"env": env, "bucket": bucket, "store": env["ABLATE_STORE"], "queue": env["ABLATE_QUEUE"],
-               "broker": BROKER, "workers": workers}
+    cluster = {
+        "env": env,
+        "bucket": bucket,
+        "store": env["ABLATE_STORE"],
+        "queue": env["ABLATE_QUEUE"],
+        "broker": BROKER,
+        "workers": workers,
+    }
     try:
         workers.wait_ready()
         with _applied(env):
