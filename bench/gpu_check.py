@@ -55,7 +55,9 @@ def child_preflight(_: dict) -> dict:
 
     gpus, load_error = _list_gpus(capture=True)
     details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
-    wheels = {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"].startswith("nvidia-")}
+    wheels = {
+        d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"].startswith("nvidia-")
+    }
     pinned = {}
     # In the repository, or where the Dockerfile copies it (/app in the image).
     constraints = next((path for path in (ROOT / "infra" / "constraints-cuda.txt", ROOT / "constraints-cuda.txt")
@@ -85,7 +87,10 @@ def child_cold_start(_: dict, started: float | None = None) -> dict:
     with tf.device(device):
         images = tf.random.normal((8, 32, 32, 3))
         kernel = tf.random.normal((3, 3, 3, 16))
-        value = tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME")) + tf.reduce_sum(tf.matmul(kernel[0, 0], kernel[0, 0], transpose_a=True))
+        value = (
+            tf.reduce_sum(tf.nn.conv2d(images, kernel, 1, "SAME"))
+            + tf.reduce_sum(tf.matmul(kernel[0, 0], kernel[0, 0], transpose_a=True))
+        )
         float(value.numpy())
     return {"import_seconds": imported - started, "first_kernel_seconds": time.perf_counter() - imported,
             "cache_path": os.environ.get("CUDA_CACHE_PATH")}
@@ -111,8 +116,8 @@ def child_memory_cap(args: dict) -> dict:
 
 def child_train(args: dict) -> dict:
     """One short run through workers.runner.run; what it recorded."""
-    from service.plan import build_plan
     from service.lifecycle import read_metrics
+    from service.plan import build_plan
     from service.spec import spec_from_data
     from service.store import LocalStore
     from workers.gpus import process_memory_mb
@@ -141,7 +146,8 @@ def child_options(args: dict) -> dict:
         expected = devices.choose_precision(requested, capabilities)
         model = keras.saving.load_model(Path(args["store"]) / "runs" / trained["run_id"] / "model.keras")
         out["precision"].append({
-            "requested": requested, "expected": expected.policy, "recorded": trained["environment"].get("precision_policy"),
+            "requested": requested, "expected": expected.policy,
+            "recorded": trained["environment"].get("precision_policy"),
             "output_dtype": str(model.layers[-1].dtype_policy.compute_dtype),
             "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
             "peak_mb": trained["environment"].get("gpu_memory_peak_mb"), "state": trained["state"],
@@ -154,7 +160,8 @@ def child_options(args: dict) -> dict:
         trained = child_train({**args, "spec": spec})
         out["xla"].append({"requested": jit, "recorded": trained["environment"].get("xla"),
                            "compile_seconds": trained["timings"].get("compile_seconds"),
-                           "steady_epoch_seconds": trained["timings"].get("steady_epoch_seconds"), "state": trained["state"]})
+                           "steady_epoch_seconds": trained["timings"].get("steady_epoch_seconds"),
+                           "state": trained["state"]})
     out["gpu"] = bool(capabilities)
     return out
 
@@ -198,7 +205,9 @@ def training_spec(args: dict, name: str, epochs: int, **training) -> dict:
     size, per_class = (16, 32) if args.get("quick") else (28, 200)
     return {
         "name": f"gpu-check-{name}".replace("_", "-").lower(),
-        "dataset": {"kind": "synthetic", "image_size": size, "channels": 1, "classes": 4, "samples_per_class": per_class},
+        "dataset": {
+            "kind": "synthetic", "image_size": size, "channels": 1, "classes": 4, "samples_per_class": per_class,
+        },
         "model": {"conv_blocks": [{"filters": 8}], "dense": [16]},
         "training": {"epochs": epochs, "batch_size": 32, **training},
         "ablation": {"seeds": [args.get("seed", 0)]},
@@ -210,8 +219,10 @@ def gpu_used_mb(index: int | None) -> float | None:
     if index is None:
         return None
     try:
-        done = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=20)
+        done = subprocess.run(
+            ["nvidia-smi", f"--id={index}", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20,
+        )
         return float(done.stdout.strip().splitlines()[0])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
@@ -232,7 +243,9 @@ def finish_child(process: subprocess.Popen, timeout: float) -> dict:
         return {"error": f"timed out after {timeout:.0f} s (the check's budget)"}
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
-        return {"error": f"exit code {process.returncode}: {err.strip().splitlines()[-1] if err.strip() else 'no output'}"}
+        return {
+            "error": f"exit code {process.returncode}: {err.strip().splitlines()[-1] if err.strip() else 'no output'}"
+        }
     return json.loads(lines[-1])
 
 
@@ -253,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packing", choices=["full", "quick", "off"], default="full")
     options = parser.parse_args(argv)
     if options.json is None:  # the worker image's /app is not the worker user's to write
-        options.json = Path("gpu-check.json" if os.access(".", os.W_OK) else Path(tempfile.gettempdir()) / "gpu-check.json")
+        options.json = Path(
+            "gpu-check.json" if os.access(".", os.W_OK) else Path(tempfile.gettempdir()) / "gpu-check.json"
+        )
     with tempfile.TemporaryDirectory(prefix="ablate-gpu-check-") as tmp:
         return run_checks(options, Path(tmp))
 

@@ -58,15 +58,24 @@ def run_checks(options, tmp: Path) -> int:
     base = {k: v for k, v in os.environ.items() if k not in PIN_VARIABLES}
     detected = detect_gpus()
     gpu = select_gpus(str(options.gpu), detected)[0] if detected else None
-    pinned = {**base, "CUDA_VISIBLE_DEVICES": gpu.device, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"} if gpu else {**base, "CUDA_VISIBLE_DEVICES": ""}
-    report.context = {"gpu": gpu.__dict__ if gpu else None, "driver": driver_version(gpu), "allow_cpu": options.allow_cpu}
+    pinned = (
+        {**base, "CUDA_VISIBLE_DEVICES": gpu.device, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+        if gpu
+        else {**base, "CUDA_VISIBLE_DEVICES": ""}
+    )
+    report.context = {
+        "gpu": gpu.__dict__ if gpu else None, "driver": driver_version(gpu), "allow_cpu": options.allow_cpu,
+    }
     args = {"store": str(tmp / "store"), "quick": options.quick, "gpu": gpu.index if gpu else None}
 
     first = preflight(report, pinned, options.allow_cpu)
     sees_gpu = bool(first and first["gpus"])
     if not sees_gpu and not options.allow_cpu:
         report.table()
-        print("TensorFlow sees no GPU: fix the set-up above (or pass --allow-cpu to check the CPU path)", file=sys.stderr)
+        print(
+            "TensorFlow sees no GPU: fix the set-up above (or pass --allow-cpu to check the CPU path)",
+            file=sys.stderr,
+        )
         return 2
     gpu = gpu if sees_gpu else None
     if first:
@@ -89,8 +98,10 @@ def driver_version(gpu) -> str | None:
     if gpu is None:
         return None
     try:
-        done = subprocess.run(["nvidia-smi", f"--id={gpu.index}", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=20)
+        done = subprocess.run(
+            ["nvidia-smi", f"--id={gpu.index}", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20,
+        )
         return done.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -102,9 +113,13 @@ def preflight(report: Report, env: dict, allow_cpu: bool) -> dict | None:
         report.add("preflight", False, found["error"], **found)
         return None
     build = found["build"]
-    listed = ", ".join(f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability'] or ()))})" for g in found["gpus"])
-    figures = (f"TensorFlow {found['tensorflow']} (CUDA {build.get('cuda_version')}, cuDNN {build.get('cudnn_version')}); "
-               f"GPU: {listed or 'none, ' + str(found['no_gpu_reason'])}; driver {report.context['driver'] or 'n/a'}")
+    listed = ", ".join(
+        f"{g['name']} (compute capability {'.'.join(map(str, g['compute_capability'] or ()))})" for g in found["gpus"]
+    )
+    figures = (f"TensorFlow {found['tensorflow']} "
+               f"(CUDA {build.get('cuda_version')}, cuDNN {build.get('cudnn_version')}); "
+               f"GPU: {listed or 'none, ' + str(found['no_gpu_reason'])}; "
+               f"driver {report.context['driver'] or 'n/a'}")
     off_pin = found["wheels_off_pin"]
     if off_pin:
         figures += f"; NVIDIA wheels off infra/constraints-cuda.txt: {off_pin}"
@@ -163,7 +178,11 @@ def k_processes(report: Report, base: dict, gpu, k: int, args: dict) -> None:
     else:
         cap, env = None, {**base, "CUDA_VISIBLE_DEVICES": "", "ABLATE_TRAINING_PROCESSES": str(k)}
     processes = [
-        start_child("train", {**args, "store": args["store"] + "-k", "spec": training_spec({**args, "seed": i}, f"k{k}", 2)}, env)
+        start_child(
+            "train",
+            {**args, "store": args["store"] + "-k", "spec": training_spec({**args, "seed": i}, f"k{k}", 2)},
+            env,
+        )
         for i in range(k)
     ]
     results = [finish_child(process, min(300, report.remaining())) for process in processes]
@@ -224,5 +243,7 @@ def packing(report: Report, options, tmp: Path) -> None:
     print(done.stdout)
     document = json.loads(out.read_text()) if out.exists() else {}
     report.add("packing", done.returncode == 0,
-               f"K=max vs K=1 runs/hour: {document.get('packing', {})}" if done.returncode == 0 else done.stderr.strip()[-300:],
+               f"K=max vs K=1 runs/hour: {document.get('packing', {})}"
+               if done.returncode == 0
+               else done.stderr.strip()[-300:],
                packing=document)

@@ -46,8 +46,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PACKING_TARGET = 3.0
 RUNNER_TARGET = 0.95
-CONFIGS = {"off": {"mixed_precision": False, "jit_compile": False}, "on": {"mixed_precision": True, "jit_compile": True}}
-CELLS = {"tiny": {"image_size": 28, "channels": 1, "classes": 8}, "heavy": {"image_size": 32, "channels": 3, "classes": 8}}
+CONFIGS = {
+    "off": {"mixed_precision": False, "jit_compile": False},
+    "on": {"mixed_precision": True, "jit_compile": True},
+}
+CELLS = {
+    "tiny": {"image_size": 28, "channels": 1, "classes": 8},
+    "heavy": {"image_size": 32, "channels": 3, "classes": 8},
+}
 """Datasets of the packing cells; samples per class: --samples-per-class (tiny), 2500 (heavy: 20k)."""
 HEAVY_SAMPLES_PER_CLASS = 2500
 
@@ -208,7 +214,9 @@ def packing_cell(args, gpu, k: int, configs: list[str], tmp: Path, seeds, deadli
 def timed_cell(args, pool, k: int, cell: str, config: str, env: dict, startup: float, tmp: Path, seeds) -> dict:
     rates, seconds, results = [], [], []
     for repeat in range(args.repeats):
-        runs = run_specs(demo_spec(args, config, [next(seeds) for _ in range(k * args.runs_per_process)], args.epochs, cell))
+        runs = run_specs(
+            demo_spec(args, config, [next(seeds) for _ in range(k * args.runs_per_process)], args.epochs, cell)
+        )
         store = str(tmp / f"k{k}-{cell}-{config}-{repeat}")
         clock = time.perf_counter()
         done = list(pool.map(train_one, runs, [store] * len(runs)))
@@ -272,7 +280,8 @@ def print_tables(gpu, rows: list[dict], args) -> dict:
         size = CELLS[cell]
         print(f"\ncell {cell}: synthetic {size['image_size']}x{size['image_size']}x{size['channels']}")
         print("\n| runs per GPU (K) | mixed precision + XLA | runs | runs/hour (median) | spread | vs K=1 "
-              "| s per run (median) | peak GPU memory per run (MiB) | memory cap per process (MiB) | policy, XLA as applied |")
+              "| s per run (median) | peak GPU memory per run (MiB) | memory cap per process (MiB) "
+              "| policy, XLA as applied |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for row in sorted(mine, key=lambda r: (r["config"], r["k"])):
             if row.get("skipped"):
@@ -281,7 +290,8 @@ def print_tables(gpu, rows: list[dict], args) -> dict:
             factor = row["runs_per_hour"] / base[row["config"]] if row["config"] in base else float("nan")
             low, high = row["spread"]
             print(f"| {row['k']} | {row['config']} | {row['runs']} | {row['runs_per_hour']:.0f} | {low:.0f}-{high:.0f} "
-                  f"| {factor:.2f}x | {row['run_seconds']:.1f} | {row['peak_mb'] if row['peak_mb'] is not None else 'n/a'} "
+                  f"| {factor:.2f}x | {row['run_seconds']:.1f} "
+                  f"| {row['peak_mb'] if row['peak_mb'] is not None else 'n/a'} "
                   f"| {row['cap_mb'] or 'growth' if gpu.index >= 0 else 'n/a'} | {row['policy']}, xla {row['xla']} |")
         for config in CONFIGS:
             top = [r for r in mine if r["config"] == config and r["k"] == max(args.ks) and not r.get("skipped")]
@@ -336,7 +346,11 @@ def main(argv: list[str] | None = None) -> None:
         for k in args.ks:
             # A cell that would not end within the budget (judged by the one before) is skipped.
             if time.monotonic() + last > deadline:
-                rows += [{"k": k, "cell": cell, "config": config, "skipped": True} for cell in args.cells for config in configs]
+                rows += [
+                    {"k": k, "cell": cell, "config": config, "skipped": True}
+                    for cell in args.cells
+                    for config in configs
+                ]
                 continue
             cell_started = time.monotonic()
             rows += packing_cell(args, gpu, k, configs, Path(tmp), seeds, deadline)

@@ -71,7 +71,9 @@ class RunLease:
     while it was stalled) cannot commit over a newer result.
     """
 
-    def __init__(self, client: redis.Redis, run_id: str, owner: str, ttl_seconds: float = 60.0, namespace: str = "ablate") -> None:
+    def __init__(
+        self, client: redis.Redis, run_id: str, owner: str, ttl_seconds: float = 60.0, namespace: str = "ablate"
+    ) -> None:
         self.client = client
         self.key = f"{namespace}:lease:{run_id}"
         self.fence_key = f"{namespace}:fence:{run_id}"

@@ -1,8 +1,9 @@
 """The local dispatcher behind `ablate run`: trains a study's runs on this machine.
 
-The study driver (service/driver.py) decides what to train; this module only trains it. Runs train in child processes (spawned, never forked, so TensorFlow is imported only where it
-trains), `jobs` at a time, each calling the same `workers.runner.run` a Celery worker calls. The
-parent process never imports TensorFlow; it follows progress by reading each run's `status.json`.
+The study driver (service/driver.py) decides what to train; this module only trains it. Runs train
+in child processes (spawned, never forked, so TensorFlow is imported only where it trains), `jobs`
+at a time, each calling the same `workers.runner.run` a Celery worker calls. The parent process
+never imports TensorFlow; it follows progress by reading each run's `status.json`.
 """
 
 from __future__ import annotations

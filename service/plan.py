@@ -252,7 +252,9 @@ def _check_overlaps(overrides: dict[str, Any], field: str, source: str) -> None:
         for depth in range(1, len(parts)):
             first = ".".join(parts[:depth])
             if first in paths:
-                raise SpecError(source, [(field, f"{printable(first)} and {printable(second)} overlap; set one or the other")])
+                raise SpecError(
+                    source, [(field, f"{printable(first)} and {printable(second)} overlap; set one or the other")]
+                )
 
 
 def diagnose_battery(baseline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -319,7 +321,9 @@ def _loco_overrides(component: str, baseline: dict[str, Any], field: str, source
     if not blocks:
         raise SpecError(source, [(field, f"{component}: the baseline has no conv blocks")])
     if block >= len(blocks):
-        raise SpecError(source, [(field, f"{component}: the baseline has {len(blocks)} conv blocks (0..{len(blocks) - 1})")])
+        raise SpecError(
+            source, [(field, f"{component}: the baseline has {len(blocks)} conv blocks (0..{len(blocks) - 1})")]
+        )
     if len(blocks) == 1:
         raise SpecError(source, [(field, f"{component}: cannot remove the only conv block")])
     return {"model.conv_blocks": blocks[:block] + blocks[block + 1 :]}
@@ -347,18 +351,28 @@ def _set_path(data: dict[str, Any], path: str, value: Any, field: str, source: s
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise SpecError(source, [(field, f"unknown factor path {printable(path)}: {escape_unsafe(cut(here))} is not an index of a {len(node)}-item list")])
+                raise SpecError(source, [(
+                    field,
+                    f"unknown factor path {printable(path)}: {escape_unsafe(cut(here))} "
+                    f"is not an index of a {len(node)}-item list",
+                )])
             key: Any = int(part)
         elif isinstance(node, dict):
             if part not in node:
                 hint = difflib.get_close_matches(part, list(node), n=1) if len(part) <= 100 else []
                 suggestion = f" (did you mean {printable('.'.join(parts[:depth] + hint))}?)" if hint else ""
                 known = ", ".join(sorted(node))
-                raise SpecError(source, [(field, f"unknown factor path {printable(path)}{suggestion}; fields here: {known}")])
+                raise SpecError(
+                    source, [(field, f"unknown factor path {printable(path)}{suggestion}; fields here: {known}")]
+                )
             key = part
         else:
             parent = ".".join(parts[:depth])
-            raise SpecError(source, [(field, f"unknown factor path {printable(path)}: {escape_unsafe(cut(parent))} is {printable(node)} in the baseline, not a mapping")])
+            raise SpecError(source, [(
+                field,
+                f"unknown factor path {printable(path)}: {escape_unsafe(cut(parent))} "
+                f"is {printable(node)} in the baseline, not a mapping",
+            )])
         if last:
             node[key] = value
         else:

@@ -30,7 +30,9 @@ def save_study(store: Store, study_id: str, document: dict[str, Any], source: st
     except KeyNotFound:
         stored = None
     except StoreError as exc:
-        raise StudyConflict(f"study {study_id}: {store.location(key)} is unreadable ({exc}); not overwriting it") from None
+        raise StudyConflict(
+            f"study {study_id}: {store.location(key)} is unreadable ({exc}); not overwriting it"
+        ) from None
     if stored is not None and not _same_spec(stored, document):
         raise StudyConflict(
             f"study {study_id}: {store.location(key)} describes {_describe(stored)}, not "

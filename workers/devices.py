@@ -75,7 +75,9 @@ def choose_precision(requested: bool | str, capabilities: list[tuple[int, int]])
         policy = "mixed_bfloat16" if oldest >= BFLOAT16_CAPABILITY else "mixed_float16"
         return Precision(wanted, policy, f"true: {policy.removeprefix('mixed_')} on compute capability {capability}")
     if requested == "bfloat16" and oldest < BFLOAT16_CAPABILITY:
-        return Precision(wanted, "float32", f"bfloat16 needs compute capability 8.0 or newer; this GPU has {capability}")
+        return Precision(
+            wanted, "float32", f"bfloat16 needs compute capability 8.0 or newer; this GPU has {capability}"
+        )
     return Precision(wanted, f"mixed_{requested}")
 
 

@@ -271,7 +271,9 @@ def process_memory_mb(pid: int, env: Mapping[str, str] | None = None, timeout: f
     return total if seen else None
 
 
-def local_placement(jobs: int, configured_mb: int | None, env: Mapping[str, str] | None = None) -> list[dict[str, str | None]]:
+def local_placement(
+    jobs: int, configured_mb: int | None, env: Mapping[str, str] | None = None
+) -> list[dict[str, str | None]]:
     """`ablate run --jobs N`: the environment of each of its N training processes (set before
     TensorFlow loads; None removes a variable). On a machine with GPUs they are spread over the
     GPUs and pinned and capped as `ablate worker` pins and caps its processes (a

@@ -101,11 +101,17 @@ def build_augmentation(
             )
         )
     if spec.zoom > 0:
-        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="constant", dtype=AUGMENTATION_DTYPE, name="augment_zoom"))
+        layers.append(
+            keras.layers.RandomZoom(spec.zoom, fill_mode="constant", dtype=AUGMENTATION_DTYPE, name="augment_zoom")
+        )
     if spec.translation > 0:
         layers.append(
             keras.layers.RandomTranslation(
-                spec.translation, spec.translation, fill_mode="constant", dtype=AUGMENTATION_DTYPE, name="augment_translation"
+                spec.translation,
+                spec.translation,
+                fill_mode="constant",
+                dtype=AUGMENTATION_DTYPE,
+                name="augment_translation",
             )
         )
     if spec.contrast > 0:

@@ -157,4 +157,7 @@ def why_no_gpu(load_error: str) -> str:
     except OSError as exc:
         return f"the NVIDIA driver library cannot be loaded ({exc})"
     code = libcuda.cuInit(0)
-    return f"cuInit returned CUDA error {code} (TensorFlow {tf.__version__} is built for CUDA {build.get('cuda_version')})"
+    return (
+        f"cuInit returned CUDA error {code} "
+        f"(TensorFlow {tf.__version__} is built for CUDA {build.get('cuda_version')})"
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +38,9 @@ broker_option = click.option("--broker", help="Broker URL (default: $ABLATE_BROK
 
 
 def status_table(status: StudyStatus) -> Table:
-    table = Table(title=f"study {status.study_id}: {status.finished}/{status.total} runs finished", title_justify="left")
+    table = Table(
+        title=f"study {status.study_id}: {status.finished}/{status.total} runs finished", title_justify="left"
+    )
     table.add_column("variant")
     for state in STATE_COLUMNS:
         table.add_column(str(state), justify="right")
@@ -107,7 +108,11 @@ def submit_plan(plan, store: str | None, broker: str | None, wait: bool, client=
 
 @cli.command()
 @study_argument
-@click.option("--watch", is_flag=True, help="Refresh until every run finished; warn while no worker consumes the queue.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Refresh until every run finished; warn while no worker consumes the queue.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (no --watch).")
 @store_option
 @broker_option
@@ -215,7 +220,11 @@ def report(study_id: str, open_: bool, store: str | None) -> None:
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace files in DEST that differ from the store's.")
 @click.option("--report-only", is_flag=True, help="Only the study's folder: study.json and its report.")
-@click.option("--no-checkpoints", is_flag=True, help="Every run's files but its checkpoints (only a resume needs them).")
+@click.option(
+    "--no-checkpoints",
+    is_flag=True,
+    help="Every run's files but its checkpoints (only a resume needs them).",
+)
 @store_option
 def pull(study_id: str, dest: str, store: str | None, overwrite: bool, report_only: bool, no_checkpoints: bool) -> None:
     """Download STUDY's artifacts into DEST, in the store's own layout (files already there
@@ -251,12 +260,31 @@ def pull(study_id: str, dest: str, store: str | None, overwrite: bool, report_on
 
 @cli.command()
 @click.option("--queue", "-Q", help="Queue to consume (default: $ABLATE_QUEUE).")
-@click.option("--gpus", default="auto", show_default=True, help="GPUs to train on: auto (every GPU nvidia-smi lists), none (CPU), or indices such as 0,2.")
-@click.option("--runs-per-gpu", type=click.IntRange(1, 64), help="Runs trained at once on each GPU, each in its own process (default: $ABLATE_RUNS_PER_GPU, 1).")
-@click.option("--concurrency", "-c", type=click.IntRange(1, 64), help="Without GPUs: runs trained at once (pool processes)  [default: 1]")
+@click.option(
+    "--gpus",
+    default="auto",
+    show_default=True,
+    help="GPUs to train on: auto (every GPU nvidia-smi lists), none (CPU), or indices such as 0,2.",
+)
+@click.option(
+    "--runs-per-gpu",
+    type=click.IntRange(1, 64),
+    help="Runs trained at once on each GPU, each in its own process (default: $ABLATE_RUNS_PER_GPU, 1).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 64),
+    help="Without GPUs: runs trained at once (pool processes)  [default: 1]",
+)
 @click.option("--hostname", "-n", help="Worker name (default: celery@<host>; gpu<i>-<model>@<host> per GPU).")
 @click.option("--loglevel", "-l", default="info", show_default=True)
-@click.option("--gpu-child", is_flag=True, hidden=True, help="Internal: the worker of one GPU, started by the GPU supervisor.")
+@click.option(
+    "--gpu-child",
+    is_flag=True,
+    hidden=True,
+    help="Internal: the worker of one GPU, started by the GPU supervisor.",
+)
 def worker(
     queue: str | None,
     gpus: str,

@@ -66,8 +66,19 @@ def schema() -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-store_option = click.option("--store", "store_url", help="Result directory (default: $ABLATE_STORE or ./ablate-results).")
-jobs_option = click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1, 64), help="Runs trained at once, each in its own process.")
+store_option = click.option(
+    "--store",
+    "store_url",
+    help="Result directory (default: $ABLATE_STORE or ./ablate-results).",
+)
+jobs_option = click.option(
+    "--jobs",
+    "-j",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Runs trained at once, each in its own process.",
+)
 verbose_option = click.option("--verbose", "-v", is_flag=True, help="Show the training processes' logs.")
 broker_option = click.option("--broker", help="Broker URL, with --submit (default: $ABLATE_BROKER_URL).")
 
@@ -98,10 +109,30 @@ def run(spec: str, store_url: str | None, jobs: int, verbose: bool) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--submit", "submit_", is_flag=True, help="Train on the workers (Celery) instead of here; this process plans and follows the stages.")
-@click.option("--budget-runs", type=click.IntRange(1, 100_000), help="Runs the whole diagnosis may train (default: 40; never more than the spec's ablation.max_runs).")
-@click.option("--max-seeds", type=click.IntRange(2, 1000), help="Seeds per config at most, fresh ones for confirmation (default: the spec's ablation.max_seeds, else twice its seeds, at least 5).")
-@click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True, help="Diagnose again around the repaired config, until no fix helps or the budget is spent.")
+@click.option(
+    "--submit",
+    "submit_",
+    is_flag=True,
+    help="Train on the workers (Celery) instead of here; this process plans and follows the stages.",
+)
+@click.option(
+    "--budget-runs",
+    type=click.IntRange(1, 100_000),
+    help="Runs the whole diagnosis may train (default: 40; never more than the spec's ablation.max_runs).",
+)
+@click.option(
+    "--max-seeds",
+    type=click.IntRange(2, 1000),
+    help="Seeds per config at most, fresh ones for confirmation "
+    "(default: the spec's ablation.max_seeds, else twice its seeds, at least 5).",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Diagnose again around the repaired config, until no fix helps or the budget is spent.",
+)
 @store_option
 @broker_option
 @jobs_option
@@ -117,7 +148,16 @@ def diagnose(
 
     settings = get_settings()
     diagnose_in_stages(
-        load_spec(spec), spec, store_url or settings.store, submit_, broker, budget_runs, max_seeds, rounds, jobs, verbose
+        load_spec(spec),
+        spec,
+        store_url or settings.store,
+        submit_,
+        broker,
+        budget_runs,
+        max_seeds,
+        rounds,
+        jobs,
+        verbose,
     )
 
 

@@ -59,7 +59,8 @@ def _current(status: StudyStatus, names: dict[str, str]) -> str:
     """The runs training now with their epoch; before any has started, what is happening."""
     if status.running:
         return escape("; ".join(
-            f"{names.get(run_id, run_id)} epoch {epoch}/{epochs}" for run_id, (epoch, epochs) in sorted(status.running.items())
+            f"{names.get(run_id, run_id)} epoch {epoch}/{epochs}"
+            for run_id, (epoch, epochs) in sorted(status.running.items())
         ))
     if status.finished == status.reused and not status.complete:
         return "starting the training processes (TensorFlow loads: 10-20 s)"

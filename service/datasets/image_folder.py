@@ -61,7 +61,9 @@ def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
         except DatasetError:
             raise
         except Image.DecompressionBombError:
-            raise DatasetError(field, f"{path} declares more pixels than Pillow decodes (a decompression bomb)") from None
+            raise DatasetError(
+                field, f"{path} declares more pixels than Pillow decodes (a decompression bomb)"
+            ) from None
         except Exception:  # Pillow raises many types (UnidentifiedImageError, SyntaxError, OSError)
             raise DatasetError(field, f"{path} is not an image Pillow can read") from None
     digest = hashlib.sha256()

@@ -77,7 +77,9 @@ def _read_arrays(path: Path, field: str) -> tuple[str, dict[str, np.ndarray]]:
     except NotARegularFile as exc:
         if str(exc).startswith("is a directory"):
             raise DatasetError(field, f"{path}: is a directory, not an .npz file") from None
-        raise DatasetError(field, f"{path}: {exc} (ABLATE_MAX_DATASET_BYTES)" if "allowed" in str(exc) else f"{path}: {exc}") from None
+        raise DatasetError(
+            field, f"{path}: {exc} (ABLATE_MAX_DATASET_BYTES)" if "allowed" in str(exc) else f"{path}: {exc}"
+        ) from None
     with handle:
         fingerprint = sha256_handle(handle)
         handle.seek(0)

@@ -112,7 +112,9 @@ def parse_yaml(text: str, source: str) -> Any:
         # PyYAML's constructors fail this way on explicitly tagged values (`!!int ten`)
         mark = getattr(loader, "mark", None) or getattr(loader, "get_mark", lambda: None)()
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(source, [("", f"{where}invalid YAML: cannot read a tagged value ({type(exc).__name__}: {exc})")]) from None
+        raise SpecError(
+            source, [("", f"{where}invalid YAML: cannot read a tagged value ({type(exc).__name__}: {exc})")]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -195,7 +197,10 @@ def format_errors(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         elif error["type"] == "union_tag_invalid":
-            message = f"unknown {error['ctx']['discriminator'].strip(chr(39))} {printable(error['ctx']['tag'])}; expected one of {error['ctx']['expected_tags']}"
+            message = (
+                f"unknown {error['ctx']['discriminator'].strip(chr(39))} {printable(error['ctx']['tag'])}; "
+                f"expected one of {error['ctx']['expected_tags']}"
+            )
         elif error["type"] == "union_tag_not_found":
             message = f"missing {error['ctx']['discriminator'].strip(chr(39))!r}"
         message = message.removeprefix("Value error, ")

@@ -39,7 +39,10 @@ def case_wrong_type(tmp):
 
 
 def case_negative_learning_rate(tmp):
-    return {"optimizer": {"name": "adam", "learning_rate": -0.01}}, "optimizer.learning_rate: Input should be greater than 0"
+    return (
+        {"optimizer": {"name": "adam", "learning_rate": -0.01}},
+        "optimizer.learning_rate: Input should be greater than 0",
+    )
 
 
 def case_dropout_one(tmp):

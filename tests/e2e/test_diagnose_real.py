@@ -55,7 +55,11 @@ def test_a_baseline_at_chance_is_called_first_with_a_learning_rate_search_to_run
     assert set(top["symptoms"]) & {"learned_nothing", "diverged"}
     assert "Answer:" in stdout and top["title"][:40] in stdout.replace("\n", " ")
     if top["fix"] is None:  # nothing tested trains: the next study goes lower
-        rates = [f["changes"]["optimizer.learning_rate"] for f in top["try_next"] if "optimizer.learning_rate" in f["changes"]]
+        rates = [
+            f["changes"]["optimizer.learning_rate"]
+            for f in top["try_next"]
+            if "optimizer.learning_rate" in f["changes"]
+        ]
         assert min(rates) <= 8.0 / 100
         next_study = spec_from_data(yaml.safe_load((report / "next-study.yaml").read_text()))
         assert next_study.ablation.factors

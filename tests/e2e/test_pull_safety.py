@@ -19,7 +19,10 @@ RUN = "0123456789abcdef"
 @pytest.fixture
 def store(tmp_path):
     store = LocalStore(tmp_path / "store")
-    store.put_json(f"studies/{STUDY}/study.json", {"study_id": STUDY, "spec": {"name": "pulled"}, "variants": [], "run_ids": [RUN]})
+    store.put_json(
+        f"studies/{STUDY}/study.json",
+        {"study_id": STUDY, "spec": {"name": "pulled"}, "variants": [], "run_ids": [RUN]},
+    )
     store.put_json(f"studies/{STUDY}/report/summary.json", {"variants": []})
     store.put_json(f"runs/{RUN}/metrics.json", {"run_id": RUN})
     store.put_bytes(f"runs/{RUN}/model.keras", b"weights")

@@ -46,7 +46,10 @@ def test_an_npz_declaring_more_than_the_limit_is_refused_before_loading(tmp_path
     assert path.stat().st_size < 2 * 1024 * 1024  # 100 MB of arrays in a small file
 
     tracemalloc.start()
-    with pytest.raises(DatasetError, match=r"its arrays declare 100000\d+ bytes, more than the 10485760 allowed \(ABLATE_MAX_DATASET_BYTES\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"its arrays declare 100000\d+ bytes, more than the 10485760 allowed \(ABLATE_MAX_DATASET_BYTES\)",
+    ):
         datasets.inspect(NpzDataset(kind="npz", path=str(path)))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -72,7 +75,9 @@ def test_decoded_image_folder_is_bounded(tmp_path, settings_env):
     settings_env(ABLATE_MAX_DATASET_BYTES="20000")
     _images(tmp_path / "images", {"cat": 2, "dog": 2})
     spec = ImageFolderDataset(kind="image_folder", path=str(tmp_path / "images"), image_size=64)
-    with pytest.raises(DatasetError, match=r"4 images of \d+ bytes \(49152 bytes decoded\) are more than the 20000 allowed"):
+    with pytest.raises(
+        DatasetError, match=r"4 images of \d+ bytes \(49152 bytes decoded\) are more than the 20000 allowed"
+    ):
         datasets.inspect(spec)
 
 

@@ -54,7 +54,9 @@ def test_xla_is_off_only_for_augmentation_it_cannot_compile():
     assert choose_xla(config(False, rotation=0.1)) == Xla(False, False)
     off = choose_xla(config(True, rotation=0.1, zoom=0.1, contrast=0.2))
     assert (off.requested, off.applied) == (True, False)
-    assert off.reason == "augmentation.rotation, augmentation.zoom: the image transform of these layers cannot be XLA-compiled"
+    assert off.reason == (
+        "augmentation.rotation, augmentation.zoom: the image transform of these layers cannot be XLA-compiled"
+    )
     for field in XLA_INCOMPATIBLE_AUGMENTATION:
         value = 2 if field == "random_crop" else 0.1
         assert choose_xla(config(True, **{field: value})).applied is False, field

@@ -173,7 +173,9 @@ def rounds_planner(store, spec, plan, calls):
         if len(done) == 0:
             variants = plan.variants[:1]
             runs = {r: plan.runs[r] for r in variants[0].run_ids}
-            return RoundDocument(study_id="", index=0, kind="baseline", reason="its seeds", variants=variants, runs=runs)
+            return RoundDocument(
+                study_id="", index=0, kind="baseline", reason="its seeds", variants=variants, runs=runs
+            )
         if len(done) == 1:
             assert all(effective_state(store, r)[0].is_final for r in done[0].runs)
             variants, runs = expand(spec, [("dropout 0.4", "dropout", {"model.dropout": 0.4}, "ablation")], [7, 8])

@@ -47,7 +47,9 @@ def builder(tmp_path, monkeypatch):
 def test_a_worker_refuses_every_factory_by_default(worker_policy, monkeypatch, path):
     monkeypatch.delenv("ABLATE_FACTORY_MODULES", raising=False)
     get_settings.cache_clear()
-    with pytest.raises(FactoryError, match=r"^model\.factory: .* is not allowed here: ABLATE_FACTORY_MODULES allows none"):
+    with pytest.raises(
+        FactoryError, match=r"^model\.factory: .* is not allowed here: ABLATE_FACTORY_MODULES allows none"
+    ):
         check_allowed(path)
 
 

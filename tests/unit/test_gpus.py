@@ -81,7 +81,9 @@ MIG = "MIG-4f6e2a1c-1111-2222-3333-444444444444"
 
 
 def test_cuda_visible_devices_may_hold_uuids_and_mig_ids(tmp_path):
-    assert parse_nvidia_smi(UUIDS)[1] == Gpu(1, "NVIDIA H100 80GB HBM3", 81559, "GPU-77aa0000-aaaa-bbbb-cccc-111111111111")
+    assert parse_nvidia_smi(UUIDS)[1] == Gpu(
+        1, "NVIDIA H100 80GB HBM3", 81559, "GPU-77aa0000-aaaa-bbbb-cccc-111111111111"
+    )
     env = fake_nvidia_smi(tmp_path, UUIDS)
     # A unique UUID prefix is enough for CUDA, as is an index; an unknown UUID ends the list.
     picked = detect_gpus({**env, "CUDA_VISIBLE_DEVICES": "GPU-77aa,0,GPU-ffff,1"})
@@ -112,7 +114,9 @@ def test_existing_cuda_visible_devices_narrows_and_orders_the_gpus(tmp_path):
 
 def test_no_nvidia_smi_or_a_failing_one_means_no_gpu(tmp_path):
     assert detect_gpus({"PATH": str(tmp_path)}) == []
-    failing = fake_nvidia_smi(tmp_path, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", 9)
+    failing = fake_nvidia_smi(
+        tmp_path, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n", 9
+    )
     assert detect_gpus(failing) == []
 
 
@@ -139,10 +143,15 @@ def test_memory_cap_leaves_each_process_its_cuda_context():
 
 def test_runs_that_do_not_fit_on_the_gpu_are_refused():
     t4 = Gpu(1, "Tesla T4", 15360)
-    with pytest.raises(GpuPackingError, match=r"--runs-per-gpu 16: GPU 1 \(Tesla T4, 15360 MiB\) leaves 192 MiB .*use at most 12"):
+    with pytest.raises(
+        GpuPackingError, match=r"--runs-per-gpu 16: GPU 1 \(Tesla T4, 15360 MiB\) leaves 192 MiB .*use at most 12"
+    ):
         memory_limit_mb(t4, 16, None)
     assert memory_limit_mb(t4, 12, None) == 512
-    with pytest.raises(GpuPackingError, match="ABLATE_GPU_MEMORY_MB=4000: 4 runs of 4000 MiB.*need 19072 MiB; GPU 1 \\(Tesla T4\\) has 15360"):
+    with pytest.raises(
+        GpuPackingError,
+        match="ABLATE_GPU_MEMORY_MB=4000: 4 runs of 4000 MiB.*need 19072 MiB; GPU 1 \\(Tesla T4\\) has 15360",
+    ):
         memory_limit_mb(t4, 4, 4000)
 
 
@@ -256,7 +265,10 @@ def test_the_detection_module_imports_no_tensorflow():
 
     from tests.conftest import REPO
 
-    code = "import sys, workers.gpus, workers.supervisor; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    code = (
+        "import sys, workers.gpus, workers.supervisor; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**os.environ})
     assert done.returncode == 0, done.stderr

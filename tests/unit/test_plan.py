@@ -155,7 +155,11 @@ def test_seed_study_plan_matches_the_article():
 
 
 def test_diagnose_builds_the_standard_battery_from_a_baseline():
-    plan = build_plan(spec({"strategy": "diagnose", "seeds": 2}, optimizer={"name": "adam", "learning_rate": 0.01}, model={"dropout": 0.5}))
+    plan = build_plan(spec(
+        {"strategy": "diagnose", "seeds": 2},
+        optimizer={"name": "adam", "learning_rate": 0.01},
+        model={"dropout": 0.5},
+    ))
     configs = {v.name: plan.runs[v.run_ids[0]].config for v in plan.variants}
     assert list(configs) == [
         "baseline", "lr x0.1", "lr x0.3", "lr x3", "cosine decay", "no dropout", "l2 1e-4",

@@ -21,7 +21,10 @@ from workers.process_setup import (
 )
 
 GPU = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
-CUINIT = "E0000 00:00:1796166303.055077   16603 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+CUINIT = (
+    "E0000 00:00:1796166303.055077   16603 cuda_platform.cc:52] failed call to cuInit: "
+    "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +62,11 @@ def test_a_process_pinned_to_a_gpu_tensorflow_does_not_list_refuses_with_its_loa
 def test_without_a_logged_error_the_driver_library_is_named(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", listing([]))
     monkeypatch.setenv("ABLATE_RUNS_PER_GPU", "2")
-    with pytest.raises(GpuUnavailable, match="ABLATE_RUNS_PER_GPU=2, but TensorFlow .* lists no GPU: (the NVIDIA driver library cannot be loaded \\(libcuda.so.1|cuInit returned)"):
+    with pytest.raises(
+        GpuUnavailable,
+        match="ABLATE_RUNS_PER_GPU=2, but TensorFlow .* lists no GPU: "
+        "(the NVIDIA driver library cannot be loaded \\(libcuda.so.1|cuInit returned)",
+    ):
         configure_process({"ABLATE_RUNS_PER_GPU": "2"})
     monkeypatch.setattr(tf.sysconfig, "get_build_info", lambda: {"is_cuda_build": False})
     assert process_setup.why_no_gpu("") == "this TensorFlow is a CPU-only build (install tensorflow[and-cuda])"
@@ -77,13 +84,17 @@ def test_a_cap_tensorflow_refuses_is_an_error(monkeypatch):
         raise RuntimeError("Virtual devices cannot be modified after being initialized")
 
     monkeypatch.setattr(tf.config, "set_logical_device_configuration", refuse)
-    with pytest.raises(GpuMemoryCapError, match="ABLATE_GPU_MEMORY_MB=4000: TensorFlow did not apply the cap .*after being initialized"):
+    with pytest.raises(
+        GpuMemoryCapError, match="ABLATE_GPU_MEMORY_MB=4000: TensorFlow did not apply the cap .*after being initialized"
+    ):
         configure_memory([GPU], 4000)
 
 
 def test_a_cap_tensorflow_does_not_report_back_is_an_error(monkeypatch):
     applied = {}
-    monkeypatch.setattr(tf.config, "set_logical_device_configuration", lambda device, configs: applied.update(configs=configs))
+    monkeypatch.setattr(
+        tf.config, "set_logical_device_configuration", lambda device, configs: applied.update(configs=configs)
+    )
     monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: [])
     with pytest.raises(GpuMemoryCapError, match="reports \\[\\] for /physical_device:GPU:0, not the cap"):
         configure_memory([GPU], 4000)
@@ -92,7 +103,9 @@ def test_a_cap_tensorflow_does_not_report_back_is_an_error(monkeypatch):
 
 def test_an_applied_cap_and_memory_growth_are_recorded(monkeypatch):
     configs = {}
-    monkeypatch.setattr(tf.config, "set_logical_device_configuration", lambda device, c: configs.update({device.name: c}))
+    monkeypatch.setattr(
+        tf.config, "set_logical_device_configuration", lambda device, c: configs.update({device.name: c})
+    )
     monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: configs[device.name])
     assert configure_memory([GPU], 4000) == {"gpu_memory_limit_mb": 4000, "gpu_memory_growth": False}
     grown = []
@@ -104,7 +117,9 @@ def test_an_applied_cap_and_memory_growth_are_recorded(monkeypatch):
 def test_a_pinned_process_that_sees_its_gpu_applies_the_cap(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", listing([GPU]))
     configs = {}
-    monkeypatch.setattr(tf.config, "set_logical_device_configuration", lambda device, c: configs.update({device.name: c}))
+    monkeypatch.setattr(
+        tf.config, "set_logical_device_configuration", lambda device, c: configs.update({device.name: c})
+    )
     monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: configs[device.name])
     monkeypatch.setenv("ABLATE_GPU_MEMORY_MB", "3000")
     setup = configure_process({"CUDA_VISIBLE_DEVICES": "0", "ABLATE_GPU_MEMORY_MB": "3000"})
