@@ -154,6 +154,18 @@ def adjust(comparisons: list[Comparison], alpha: float) -> None:
         comparison.significant = comparison.p_adjusted < alpha
 
 
+def holm(comparisons: list[Comparison], alpha: float) -> None:
+    """Holm's step-down adjustment over a small confirmatory family (the staged diagnosis's
+    confirmation, decided on its fresh seeds alone): `p_adjusted` becomes Holm's adjusted p
+    and `significant` means p_adjusted < alpha; the family-wise error rate stays at alpha."""
+    tested = sorted((c for c in comparisons if c.p_value is not None), key=lambda c: c.p_value)
+    running = 0.0
+    for rank, comparison in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * comparison.p_value))
+        comparison.p_adjusted = running
+        comparison.significant = running < alpha
+
+
 def threshold_to_join(comparisons: list[Comparison], alpha: float) -> float:
     """The raw p a comparison not yet significant must reach to become significant under BH
     with the others as they are: alpha x (R + 1) / m, R the comparisons already significant."""

@@ -17,9 +17,12 @@ from service.report.models import (
     VariantStats,
 )
 from service.report.next_steps import build_next_steps
-from service.report.stats import adjust, variant_stats
+from service.report.stats import adjust, holm, variant_stats
 
 ALPHA = 0.05
+CONFIRM_SUFFIX = " (confirm)"
+CONFIRMED_BASELINE = "baseline" + CONFIRM_SUFFIX
+"""The staged diagnosis's confirmation variants and its baseline retrained on their seeds."""
 LISTED_RUNS = 10
 """Runs named per note; the rest are counted."""
 UNFINISHED = tuple(
@@ -63,7 +66,8 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         not_comparable=found.not_comparable,
         statistics=found.statistics,
         next_steps=steps,
-        notes=_notes(data, runs) + found.small_gains,
+        notes=_notes(data, runs) + found.small_gains
+        + ([CONFIRMATION_NOTE] if any(v.name == CONFIRMED_BASELINE for v in data.variants) else []),
         factorial=factorial,
         labels=short_labels([v.name for v in data.variants], baseline.name if baseline else ""),
         stages=[
@@ -83,12 +87,41 @@ def variant_summaries(data: StudyData, alpha: float = ALPHA) -> list[VariantStat
     Benjamini-Hochberg adjusted over the study: the one computation behind the report and the
     terminal's tables."""
     baseline = data.variants[0] if data.variants else None
-    stats = [
-        variant_stats(variant, None if index == 0 else baseline, alpha)
-        for index, variant in enumerate(data.variants)
+    # A staged diagnosis's confirmation variants ("X (confirm)") are compared with the
+    # baseline retrained on the same fresh seeds, and decided among themselves (Holm), apart
+    # from the screening family; see service/diagnose/confirm.py.
+    retrained = next((v for v in data.variants if v.name == CONFIRMED_BASELINE), None)
+    confirming = [
+        retrained is not None and v.name.endswith(CONFIRM_SUFFIX) and v is not retrained
+        for v in data.variants
     ]
-    adjust([s.vs_baseline for s in stats if s.vs_baseline is not None], alpha)
+    stats = [
+        variant_stats(variant, _reference(index, variant, confirm, baseline, retrained), alpha)
+        for index, (variant, confirm) in enumerate(zip(data.variants, confirming, strict=True))
+    ]
+    family = [
+        (s.vs_baseline, confirm)
+        for s, confirm in zip(stats, confirming, strict=True)
+        if s.vs_baseline is not None
+    ]
+    adjust([c for c, confirm in family if not confirm], alpha)
+    holm([c for c, confirm in family if confirm], alpha)
     return stats
+
+
+def _reference(index, variant, confirm, baseline, retrained):
+    """What a variant is compared with: nothing for the baseline and its retraining, the
+    retrained baseline for a confirmation variant, else the baseline."""
+    if index == 0 or variant is retrained:
+        return None
+    return retrained if confirm else baseline
+
+
+CONFIRMATION_NOTE = (
+    "Variants marked (confirm) were trained again on fresh seeds: each is compared with the "
+    "baseline retrained on the same seeds (baseline (confirm)) and judged among themselves "
+    "with Holm's adjustment, apart from the screening comparisons' Benjamini-Hochberg."
+)
 
 
 def verdict(found: Diagnosis) -> str:
