@@ -72,6 +72,8 @@ CANDIDATES = {
     "still_improving": ("too_few_epochs", "learning_rate_too_low", "few_updates"),
     "few_updates": ("few_updates", "too_few_epochs", "learning_rate_too_low"),
     "oscillating_loss": ("learning_rate_too_high",),
+    "class_imbalance": ("class_imbalance",),
+    "class_collapse": ("class_collapse", "class_imbalance"),
 }
 CANDIDATES["diverged"] = CANDIDATES["learned_nothing"]
 FALLBACK = {

@@ -17,7 +17,8 @@ def comparable(c: Contrast) -> bool:
     """Scored on the baseline's test set: the variant changes no dataset option that picks
     samples (split, size, imbalance, source)."""
     return not any(
-        path.startswith("dataset.") and not any(path.startswith(p) for p in FAIR_DATA_PATHS)
+        (path.startswith("dataset.") and not any(path.startswith(p) for p in FAIR_DATA_PATHS))
+        or path == "training.train_fraction"  # a share of the training split: a learning curve
         for path in c.changes
     )
 
@@ -91,6 +92,8 @@ def fix_rule(study: StudyContrasts, c: Contrast) -> str:
         return "underfitting" if capacity > 0 else "overfitting"
     if c.only("dataset.scale"):
         return "unscaled_input"
+    if c.only("training.class_weight", "training.resample"):
+        return "class_imbalance"
     if c.only(*REGULARIZERS):
         direction = c.direction()
         if c.only("augmentation") and direction == -1:
