@@ -82,6 +82,9 @@ def train_run(self, run: dict, study_id: str, store: str) -> dict:
 
 
 def _train(store: Store, spec: RunSpec, hooks: RunHooks) -> RunResult:
+    from workers.quiet_start import load_tensorflow
+
+    load_tensorflow()  # its C++ start-up lines become one debug event: the log stays JSON
     from workers.runner import run  # TensorFlow loads here, in the pool process only
 
     watch_soft_time_limit()

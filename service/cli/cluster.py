@@ -307,20 +307,3 @@ def worker(
     code = start_worker(settings, queue, gpus, runs_per_gpu, concurrency, hostname, loglevel, gpu_child)
     if code:
         sys.exit(code)
-
-
-def _supervise_gpus(gpus, runs_per_gpu: int, queue: str, hostname: str | None, loglevel: str, settings) -> None:
-    from service.logs import configure_logging
-    from workers.supervisor import start_children, supervise
-
-    configure_logging(settings.log_level, settings.log_format)  # the supervisor's own events
-    names = ", ".join(f"{gpu.index} ({gpu.name})" for gpu in gpus)
-    console.print(
-        escape(f"GPU workers on {settings.broker_url_redacted()} queue {queue}, store {settings.store}: "
-               f"GPUs {names}, {runs_per_gpu} runs per GPU"),
-        highlight=False,
-    )
-    children = start_children(gpus, runs_per_gpu, queue, hostname, loglevel, settings.gpu_memory_mb)
-    code = supervise(children)
-    if code:
-        sys.exit(code)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from service.plan import build_plan
 from service.lifecycle import RunMetrics, read_status, run_key
+from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore
 from workers import checkpoint
-from workers.runner import TimeLimitReached, run
+from workers.runner import RunHooks, TimeLimitReached, run
 
 
 def only_run(data: dict):
@@ -169,7 +169,7 @@ def test_a_run_past_its_time_limit_stops_at_the_epoch_end_after_a_checkpoint(tin
     store = LocalStore(tmp_path)
     spec = only_run(tiny_spec)
     with pytest.raises(TimeLimitReached, match="stopped after epoch 2"):
-        run(spec, store, time_up=iter([False, True]).__next__)
+        run(spec, store, RunHooks(time_up=iter([False, True]).__next__))
     status = read_status(store, spec.run_id)
     assert status.state == "failed" and status.epoch == 2 and "TimeLimitReached" in status.error
     assert store.get_json(run_key(spec.run_id, "checkpoints/latest.json")) == {"epoch": 2}
