@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.errors import SpecError
 from service.lifecycle import RunMetrics, run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
@@ -70,9 +71,15 @@ def test_class_weights_and_oversampling_make_the_model_predict_the_minority_clas
     assert len(balanced.history) == len(unweighted.history) == 3
 
 
-def test_a_class_weight_for_a_missing_class_fails_the_run_naming_the_key(tmp_path):
+def test_a_class_weight_for_a_missing_class_is_refused_by_the_plan_and_by_the_worker(tmp_path):
     data = {**IMBALANCED, "training": {**IMBALANCED["training"], "class_weight": {"hexagon": 2.0}}}
-    (run_spec,) = build_plan(spec_from_data(data)).runs.values()
+    with pytest.raises(SpecError, match="training.class_weight.hexagon"):
+        build_plan(spec_from_data(data))
+    # A run that reaches a worker without the plan's check (a hand-made message) fails too.
+    (planned,) = build_plan(spec_from_data(IMBALANCED)).runs.values()
+    training = planned.config.training.model_copy(update={"class_weight": {"hexagon": 2.0}})
+    config = planned.config.model_copy(update={"training": training})
+    run_spec = planned.model_copy(update={"config": config})
     with pytest.raises(Exception, match="training.class_weight.hexagon"):
         run(run_spec, LocalStore(tmp_path))
 
