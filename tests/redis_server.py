@@ -19,7 +19,9 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path, password: str | None = None, tls: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, password: str | None = None, tls: dict[str, str] | None = None
+    ) -> None:
         self.directory = directory
         self.password = password
         self.tls = tls
@@ -36,27 +38,41 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [
             "redis-server",
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--save", "",
-            "--logfile", str(self.directory / "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--logfile",
+            str(self.directory / "redis.log"),
         ]
         if self.tls:
             command += [
-                "--port", "0",
-                "--tls-port", str(self.port),
-                "--tls-cert-file", self.tls["cert"],
-                "--tls-key-file", self.tls["key"],
-                "--tls-ca-cert-file", self.tls["ca"],
-                "--tls-auth-clients", "no",
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                self.tls["cert"],
+                "--tls-key-file",
+                self.tls["key"],
+                "--tls-ca-cert-file",
+                self.tls["ca"],
+                "--tls-auth-clients",
+                "no",
             ]
         else:
             command += ["--port", str(self.port)]
         if self.password:
             command += ["--requirepass", self.password]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         self._wait_ready()
         return self
 
@@ -71,7 +87,9 @@ class RedisServer:
 
         def answers() -> bool:
             assert self.process is not None and self.process.poll() is None, (
-                (self.directory / "redis.log").read_text() if (self.directory / "redis.log").exists() else "redis-server exited"
+                (self.directory / "redis.log").read_text()
+                if (self.directory / "redis.log").exists()
+                else "redis-server exited"
             )
             try:
                 return bool(self.client().ping())

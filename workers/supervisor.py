@@ -49,8 +49,15 @@ class Child:
 
 def child_command(queue: str, runs_per_gpu: int, hostname: str, loglevel: str) -> list[str]:
     return [
-        sys.executable, "-m", "service.cli", "worker", "--gpu-child",
-        f"--queue={queue}", f"--concurrency={runs_per_gpu}", f"--hostname={hostname}", f"--loglevel={loglevel}",
+        sys.executable,
+        "-m",
+        "service.cli",
+        "worker",
+        "--gpu-child",
+        f"--queue={queue}",
+        f"--concurrency={runs_per_gpu}",
+        f"--hostname={hostname}",
+        f"--loglevel={loglevel}",
     ]
 
 
@@ -83,8 +90,16 @@ def start_children(
             preexec_fn=_die_with_parent,
         )
         children.append(Child(gpu, name, memory_mb, process))
-        log.info("gpu worker started", gpu=gpu.index, device=gpu.device, gpu_name=gpu.name, hostname=name, pid=process.pid,
-                 runs_per_gpu=runs_per_gpu, memory_limit_mb=memory_mb)
+        log.info(
+            "gpu worker started",
+            gpu=gpu.index,
+            device=gpu.device,
+            gpu_name=gpu.name,
+            hostname=name,
+            pid=process.pid,
+            runs_per_gpu=runs_per_gpu,
+            memory_limit_mb=memory_mb,
+        )
     return children
 
 
@@ -119,19 +134,33 @@ def _watch(children: list[Child], signals: list[int]) -> int:
                 continue
             running.remove(child)
             if signals or stopping:
-                log.info("gpu worker stopped", gpu=child.gpu.index, hostname=child.hostname, exit_code=code)
+                log.info(
+                    "gpu worker stopped",
+                    gpu=child.gpu.index,
+                    hostname=child.hostname,
+                    exit_code=code,
+                )
                 if code != 0 and failed is None:
                     failed = child
             elif code == 0:
                 # A clean stop asked of the worker itself (`celery control shutdown`): stop all.
                 stopping = True
-                log.info("gpu worker stopped on request; stopping the others", gpu=child.gpu.index, hostname=child.hostname)
+                log.info(
+                    "gpu worker stopped on request; stopping the others",
+                    gpu=child.gpu.index,
+                    hostname=child.hostname,
+                )
                 _send(running, signal.SIGTERM)
             elif failed is None:
                 # Not asked to stop: a crash, an out-of-memory kill, or someone killed it.
                 failed = child
-                log.error("gpu worker exited unexpectedly; stopping the others", gpu=child.gpu.index,
-                          hostname=child.hostname, pid=child.process.pid, exit_code=code)
+                log.error(
+                    "gpu worker exited unexpectedly; stopping the others",
+                    gpu=child.gpu.index,
+                    hostname=child.hostname,
+                    pid=child.process.pid,
+                    exit_code=code,
+                )
                 _send(running, signal.SIGTERM)
     if failed is None:
         return 0

@@ -24,16 +24,22 @@ from tests.redis_server import RedisServer
 from tests.tcp_proxy import TcpProxy
 from tests.waits import SLACK, Pace, wait_until
 
-KILLER = '''
+KILLER = """
 import os, signal
 
 def build(config, input_shape, num_classes):
     os.kill(os.getpid(), signal.SIGKILL)  # the worker's pool process dies every time
-'''
+"""
 
 
 def tiny(name: str, epochs: int, seeds=1, **changes) -> dict:
-    return {**TINY, "name": name, "training": {"epochs": epochs, "batch_size": 64}, "ablation": {"seeds": seeds}, **changes}
+    return {
+        **TINY,
+        "name": name,
+        "training": {"epochs": epochs, "batch_size": 64},
+        "ablation": {"seeds": seeds},
+        **changes,
+    }
 
 
 def time_limit(pace: Pace) -> int:
@@ -76,14 +82,22 @@ def cluster(s3_server, shared_cluster, tmp_path_factory):
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.syspath_prepend(str(root / "plugins"))  # the planner hashes the factory's source
+        monkeypatch.syspath_prepend(
+            str(root / "plugins")
+        )  # the planner hashes the factory's source
         get_settings.cache_clear()
         workers = Workers(dict(os.environ), root)
         try:
             workers.wait_ready()
             pace = calibrate(workers, AblationClient())
             print(f"fault cluster pace: {pace}; run time limit {limit}s")
-            yield {"workers": workers, "redis": redis_server, "proxy": proxy, "env": env, "pace": pace}
+            yield {
+                "workers": workers,
+                "redis": redis_server,
+                "proxy": proxy,
+                "env": env,
+                "pace": pace,
+            }
         finally:
             workers.stop()
             proxy.down()
@@ -98,13 +112,21 @@ def submit_fresh(c: AblationClient, spec: dict):
     """Submit a spec whose runs are all new. Run identity is the config, not the study name: two
     tests with the same config would share a run, and the second would only reuse the result."""
     study = c.submit(spec)
-    assert study.submit_report.reused == 0 and study.submit_report.already_queued == 0, study.submit_report
+    assert study.submit_report.reused == 0 and study.submit_report.already_queued == 0, (
+        study.submit_report
+    )
     return study
 
 
 def wait_for(cluster, predicate, timeout: float, what: str, run_ids=(), poll: float = 0.1):
     """Poll `predicate` up to `timeout` (a deadline from `Pace`); on timeout, the diagnostics."""
-    return wait_until(predicate, timeout, what, lambda: cluster["workers"].diagnostics(client().store, list(run_ids)), poll)
+    return wait_until(
+        predicate,
+        timeout,
+        what,
+        lambda: cluster["workers"].diagnostics(client().store, list(run_ids)),
+        poll,
+    )
 
 
 def finish(cluster, study, timeout: float):
@@ -150,7 +172,13 @@ def test_worker_killed_mid_run_is_redelivered_and_resumes(cluster):
     c = client()
     study = submit_fresh(c, tiny("killed", epochs=60))
     (run_id,) = study.run_ids
-    status = wait_for(cluster, lambda: running_epoch(c.store, run_id, 3), pace(cluster).deadline(epochs=3), "epoch 3", [run_id])
+    status = wait_for(
+        cluster,
+        lambda: running_epoch(c.store, run_id, 3),
+        pace(cluster).deadline(epochs=3),
+        "epoch 3",
+        [run_id],
+    )
     victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
     assert victim is not None
     workers.kill(victim)  # the whole worker: parent and pool process
@@ -158,13 +186,20 @@ def test_worker_killed_mid_run_is_redelivered_and_resumes(cluster):
     killed_at = read_status(c.store, run_id).epoch
     keep_two_workers(workers)
 
-    final = finish(cluster, study, pace(cluster).deadline(epochs=60, cold=True, extra=redelivery(cluster)))
+    final = finish(
+        cluster, study, pace(cluster).deadline(epochs=60, cold=True, extra=redelivery(cluster))
+    )
     assert final.counts["succeeded"] == 1, final
     metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
     assert [h.epoch for h in metrics.history] == list(range(1, 61))
     assert metrics.attempt == 2
-    assert metrics.resumed_from_epoch is not None and killed_at - 1 <= metrics.resumed_from_epoch <= killed_at + 1
-    assert [k for k in c.store.list(f"runs/{run_id}/") if k.endswith("metrics.json")] == [f"runs/{run_id}/metrics.json"]
+    assert (
+        metrics.resumed_from_epoch is not None
+        and killed_at - 1 <= metrics.resumed_from_epoch <= killed_at + 1
+    )
+    assert [k for k in c.store.list(f"runs/{run_id}/") if k.endswith("metrics.json")] == [
+        f"runs/{run_id}/metrics.json"
+    ]
     # the worker that took the redelivered message goes on taking new work
     resumer = trained_by(workers, c, run_id)
     assert resumer is not None and resumer is not victim
@@ -178,17 +213,36 @@ def test_a_duplicate_delivery_is_deferred_while_the_lease_is_live(cluster):
     (run_id,) = study.run_ids
     status = read_status(c.store, run_id)
     run = c.plan(tiny("duplicated", epochs=30)).runs[run_id]
-    wait_for(cluster, lambda: running_epoch(c.store, run_id, 1), pace(cluster).deadline(epochs=1), "the run to start", [run_id])
+    wait_for(
+        cluster,
+        lambda: running_epoch(c.store, run_id, 1),
+        pace(cluster).deadline(epochs=1),
+        "the run to start",
+        [run_id],
+    )
     # the same message again, as a broker would redeliver it
     make_celery(get_settings()).send_task(
         TRAIN_TASK,
-        kwargs={"run": run.model_dump(mode="json"), "study_id": study.study_id, "store": c.store.url},
+        kwargs={
+            "run": run.model_dump(mode="json"),
+            "study_id": study.study_id,
+            "store": c.store.url,
+        },
         queue=get_settings().queue,
         task_id=status.task_id,
     )
     lease = float(cluster["env"]["ABLATE_LEASE_SECONDS"])
-    assert finish(cluster, study, pace(cluster).deadline(epochs=30, extra=lease)).counts["succeeded"] == 1
-    wait_for(cluster, lambda: "run is training elsewhere, deferred" in cluster["workers"].text(), pace(cluster).deadline(extra=lease), "the deferral", [run_id])
+    assert (
+        finish(cluster, study, pace(cluster).deadline(epochs=30, extra=lease)).counts["succeeded"]
+        == 1
+    )
+    wait_for(
+        cluster,
+        lambda: "run is training elsewhere, deferred" in cluster["workers"].text(),
+        pace(cluster).deadline(extra=lease),
+        "the deferral",
+        [run_id],
+    )
     logs = cluster["workers"].text()
     trained = [line for line in logs.splitlines() if '"run succeeded"' in line and run_id in line]
     assert len(trained) == 1
@@ -206,7 +260,11 @@ def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
     study = submit_fresh(c, spec)
     (run_id,) = study.run_ids
     # three attempts, each killing its pool process: each is a pool process's first run
-    final = finish(cluster, study, pace(cluster).deadline(runs=3, workers=1, extra=3 * SLACK * pace(cluster).cold_run_seconds))
+    final = finish(
+        cluster,
+        study,
+        pace(cluster).deadline(runs=3, workers=1, extra=3 * SLACK * pace(cluster).cold_run_seconds),
+    )
     assert final.counts["failed"] == 1, final
     status = read_status(c.store, run_id)
     assert status.attempt == 3
@@ -214,8 +272,10 @@ def test_a_run_that_kills_its_worker_fails_after_the_attempt_cap(cluster):
     # the study still completes, and its report (written by the worker) marks the run
     summary = wait_for(
         cluster,
-        lambda: c.store.exists(f"studies/{study.study_id}/report/summary.json")
-        and c.store.get_json(f"studies/{study.study_id}/report/summary.json"),
+        lambda: (
+            c.store.exists(f"studies/{study.study_id}/report/summary.json")
+            and c.store.get_json(f"studies/{study.study_id}/report/summary.json")
+        ),
         pace(cluster).deadline(),
         "the report",
         [run_id],
@@ -237,7 +297,11 @@ def test_nan_loss_is_diverged_and_not_retried(cluster):
         epochs=3,
         optimizer={"name": "sgd", "learning_rate": 10.0, "momentum": 0.9},
         dataset={"kind": "digits", "scale": "none"},
-        model={"conv_blocks": [{"filters": 8, "activation": "leaky_relu", "pooling": "none"}], "dense": [16], "dense_activation": "leaky_relu"},
+        model={
+            "conv_blocks": [{"filters": 8, "activation": "leaky_relu", "pooling": "none"}],
+            "dense": [16],
+            "dense_activation": "leaky_relu",
+        },
     )
     study = submit_fresh(c, spec)
     assert finish(cluster, study, pace(cluster).deadline(epochs=3)).counts["diverged"] == 1
@@ -248,7 +312,13 @@ def test_nan_loss_is_diverged_and_not_retried(cluster):
     broker = cluster["redis"].client()
     queue = cluster["env"]["ABLATE_QUEUE"]
     time.sleep(float(cluster["env"]["ABLATE_LEASE_SECONDS"]))  # a retry would be sent by now
-    wait_for(cluster, lambda: broker.llen(queue) == 0 and broker.hlen("unacked") == 0, pace(cluster).deadline(), "an idle broker", study.run_ids)
+    wait_for(
+        cluster,
+        lambda: broker.llen(queue) == 0 and broker.hlen("unacked") == 0,
+        pace(cluster).deadline(),
+        "an idle broker",
+        study.run_ids,
+    )
     assert read_status(c.store, study.run_ids[0]).attempt == 1
 
 
@@ -258,7 +328,13 @@ def test_sigterm_hands_the_running_run_back_and_another_worker_resumes_it(cluste
     c = client()
     study = submit_fresh(c, tiny("sigterm", epochs=70))
     (run_id,) = study.run_ids
-    status = wait_for(cluster, lambda: running_epoch(c.store, run_id, 2), pace(cluster).deadline(epochs=2), "epoch 2", [run_id])
+    status = wait_for(
+        cluster,
+        lambda: running_epoch(c.store, run_id, 2),
+        pace(cluster).deadline(epochs=2),
+        "epoch 2",
+        [run_id],
+    )
     victim = workers.owner_of(int(status.worker.rsplit(":", 1)[1]))
     os.kill(victim.pid, signal.SIGTERM)  # to the parent only, as `docker stop` and Kubernetes do
     # The warm shutdown ends at the next epoch end, long before the run would have finished.
@@ -269,7 +345,11 @@ def test_sigterm_hands_the_running_run_back_and_another_worker_resumes_it(cluste
     assert final.counts["succeeded"] == 1, final
     metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
     assert [h.epoch for h in metrics.history] == list(range(1, 71))
-    assert metrics.attempt == 2 and metrics.resumed_from_epoch is not None and metrics.resumed_from_epoch >= 2
+    assert (
+        metrics.attempt == 2
+        and metrics.resumed_from_epoch is not None
+        and metrics.resumed_from_epoch >= 2
+    )
     assert "run handed back: the worker is shutting down" in workers.text()
     keep_two_workers(workers)
 
@@ -279,20 +359,31 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
     study = submit_fresh(c, tiny("too long", epochs=5000))  # far beyond ABLATE_RUN_TIME_LIMIT
     limit = float(cluster["env"]["ABLATE_RUN_TIME_LIMIT"])
     (run_id,) = study.run_ids
-    wait_for(cluster, lambda: running_epoch(c.store, run_id, 1), pace(cluster).deadline(epochs=1),
-             "training", [run_id])
+    wait_for(
+        cluster,
+        lambda: running_epoch(c.store, run_id, 1),
+        pace(cluster).deadline(epochs=1),
+        "training",
+        [run_id],
+    )
     stopped = trained_by(cluster["workers"], c, run_id)  # while its pool process lives
     assert stopped is not None
     final = finish(cluster, study, pace(cluster).deadline(epochs=1, extra=limit))
     assert final.counts["failed"] == 1, final
     status = wait_for(  # the worker states the reason just after the run stops
         cluster,
-        lambda: (found := read_status(c.store, study.run_ids[0])) and "time limit" in found.error and found,
+        lambda: (
+            (found := read_status(c.store, study.run_ids[0]))
+            and "time limit" in found.error
+            and found
+        ),
         pace(cluster).deadline(),
         "the reason",
         study.run_ids,
     )
-    assert f"exceeded the run time limit of {limit:.0f}s" in status.error and 0 < status.epoch < 5000
+    assert (
+        f"exceeded the run time limit of {limit:.0f}s" in status.error and 0 < status.epoch < 5000
+    )
     # the worker whose run was stopped goes on taking new work
     spec = tiny("after the limit", epochs=4)
     deadline = pace(cluster).deadline(epochs=4, cold=True)  # if the hard limit replaced its process
@@ -303,11 +394,19 @@ def test_redis_restarted_mid_study_loses_no_run(cluster):
     keep_two_workers(cluster["workers"])
     c = client()
     study = submit_fresh(c, tiny("redis restart", epochs=15, seeds=4))
-    wait_for(cluster, lambda: any(running_epoch(c.store, r, 2) for r in study.run_ids), pace(cluster).deadline(epochs=2), "training", study.run_ids)
+    wait_for(
+        cluster,
+        lambda: any(running_epoch(c.store, r, 2) for r in study.run_ids),
+        pace(cluster).deadline(epochs=2),
+        "training",
+        study.run_ids,
+    )
     cluster["redis"].stop()  # SIGTERM: the AOF is flushed
     time.sleep(3)
     cluster["redis"].start()  # same port and data directory
-    final = finish(cluster, study, pace(cluster).deadline(epochs=15, runs=4, extra=redelivery(cluster)))
+    final = finish(
+        cluster, study, pace(cluster).deadline(epochs=15, runs=4, extra=redelivery(cluster))
+    )
     assert final.counts["succeeded"] == 4, final
     for run_id in study.run_ids:
         metrics = RunMetrics.model_validate(c.store.get_json(f"runs/{run_id}/metrics.json"))
@@ -315,17 +414,26 @@ def test_redis_restarted_mid_study_loses_no_run(cluster):
 
     # Both workers reconnected and take new work: neither sits connected but idle.
     after = submit_fresh(c, tiny("after the restart", epochs=16, seeds=6))
-    assert finish(cluster, after, pace(cluster).deadline(epochs=16, runs=6)).counts["succeeded"] == 6
+    assert (
+        finish(cluster, after, pace(cluster).deadline(epochs=16, runs=6)).counts["succeeded"] == 6
+    )
     trainers = {trainer(cluster["workers"], read_status(c.store, r).worker) for r in after.run_ids}
     assert None not in trainers and len(trainers) == 2, (
-        f"runs after the restart trained by {trainers}:\n{cluster['workers'].text()[-4000:]}")
+        f"runs after the restart trained by {trainers}:\n{cluster['workers'].text()[-4000:]}"
+    )
 
 
 def test_s3_down_for_ten_seconds_mid_run_and_the_run_completes(cluster):
     c = client()
     study = submit_fresh(c, tiny("s3 outage", epochs=40))
     (run_id,) = study.run_ids
-    wait_for(cluster, lambda: running_epoch(c.store, run_id, 2), pace(cluster).deadline(epochs=2), "training", [run_id])
+    wait_for(
+        cluster,
+        lambda: running_epoch(c.store, run_id, 2),
+        pace(cluster).deadline(epochs=2),
+        "training",
+        [run_id],
+    )
     proxy = cluster["proxy"]
     proxy.down()
     timer = threading.Timer(10.0, proxy.up)

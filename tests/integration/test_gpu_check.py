@@ -16,8 +16,14 @@ from tests.conftest import REPO
 def gpu_check(*args: str, timeout: float) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ABLATE_")}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    return subprocess.run([sys.executable, "-m", "bench.gpu_check", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_without_a_gpu_it_exits_2_with_tensorflows_reason(tmp_path):
@@ -36,16 +42,37 @@ def test_the_cpu_mode_runs_every_check_a_cpu_can(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     checks = {check["check"]: check for check in json.loads(out.read_text())["checks"]}
     assert list(checks) == [
-        "preflight", "cold start", "memory cap", "2 processes on one CPU", "precision options",
-        "augmentation under bfloat16", "XLA on and off", "peak memory recorded", "packing",
+        "preflight",
+        "cold start",
+        "memory cap",
+        "2 processes on one CPU",
+        "precision options",
+        "augmentation under bfloat16",
+        "XLA on and off",
+        "peak memory recorded",
+        "packing",
     ]
     ran = {name for name, check in checks.items() if check["ok"] is True}
-    assert ran == {"preflight", "2 processes on one CPU", "precision options", "augmentation under bfloat16", "XLA on and off"}
+    assert ran == {
+        "preflight",
+        "2 processes on one CPU",
+        "precision options",
+        "augmentation under bfloat16",
+        "XLA on and off",
+    }
     # Each option as the runner recorded it: on a CPU every policy is float32, no loss scaling.
     rows = checks["precision options"]["rows"]
     assert [row["requested"] for row in rows] == [False, "float16", "bfloat16", True]
-    assert all(row["recorded"] == row["expected"] == "float32" and not row["loss_scaling"] for row in rows)
-    assert [(row["requested"], row["recorded"]) for row in checks["XLA on and off"]["rows"]] == [(False, False), (True, True)]
+    assert all(
+        row["recorded"] == row["expected"] == "float32" and not row["loss_scaling"] for row in rows
+    )
+    assert [(row["requested"], row["recorded"]) for row in checks["XLA on and off"]["rows"]] == [
+        (False, False),
+        (True, True),
+    ]
     assert all(row["compile_seconds"] is not None for row in checks["XLA on and off"]["rows"])
-    assert [r["state"] for r in checks["2 processes on one CPU"]["results"]] == ["succeeded", "succeeded"]
+    assert [r["state"] for r in checks["2 processes on one CPU"]["results"]] == [
+        "succeeded",
+        "succeeded",
+    ]
     assert "| check | result | figures |" in done.stdout and "0 failed, written to" in done.stdout

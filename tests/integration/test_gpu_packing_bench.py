@@ -15,9 +15,19 @@ from tests.conftest import REPO
 
 
 def bench(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}  # no GPU, even on a GPU host
-    return subprocess.run([sys.executable, "-m", "bench.gpu_packing", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }  # no GPU, even on a GPU host
+    return subprocess.run(
+        [sys.executable, "-m", "bench.gpu_packing", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_without_a_gpu_it_says_so_and_trains_nothing():
@@ -29,20 +39,38 @@ def test_without_a_gpu_it_says_so_and_trains_nothing():
 
 @pytest.mark.slow
 def test_the_cpu_smoke_run_prints_every_table(tmp_path):
-    done = bench("--allow-cpu", "--quick", "--cells", "tiny,heavy", "--json", str(tmp_path / "packing.json"), timeout=240)
+    done = bench(
+        "--allow-cpu",
+        "--quick",
+        "--cells",
+        "tiny,heavy",
+        "--json",
+        str(tmp_path / "packing.json"),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "device: CPU (--allow-cpu)" in out
-    assert "| runs per GPU (K) | mixed precision + XLA | runs | runs/hour (median) | spread | vs K=1 |" in out
+    assert (
+        "| runs per GPU (K) | mixed precision + XLA | runs | runs/hour (median) | spread | vs K=1 |"
+        in out
+    )
     assert "cell tiny: synthetic 28x28x1" in out and "cell heavy: synthetic 32x32x3" in out
     for k in (1, 2):
         for config, applied in (("off", "float32, xla False"), ("on", "float32, xla True")):
-            rows = [line for line in out.splitlines() if line.startswith(f"| {k} | {config} | {k} |") and applied in line]
+            rows = [
+                line
+                for line in out.splitlines()
+                if line.startswith(f"| {k} | {config} | {k} |") and applied in line
+            ]
             assert len(rows) == 2, (k, config)  # one per cell
     assert "(target on one H100: K=8 >= 3x)" in out and "target: >= 0.95, within 5%" in out
     document = json.loads((tmp_path / "packing.json").read_text())
     assert document["device"] == "CPU (--allow-cpu)"
-    assert {cell: set(ratios) for cell, ratios in document["packing"].items()} == {"tiny": {"off", "on"}, "heavy": {"off", "on"}}
+    assert {cell: set(ratios) for cell, ratios in document["packing"].items()} == {
+        "tiny": {"off", "on"},
+        "heavy": {"off", "on"},
+    }
     assert document["runner_vs_bare"] > 0
     cells = [row for row in document["rows"] if not row.get("compare")]
     assert sorted((row["cell"], row["k"], row["config"]) for row in cells) == [

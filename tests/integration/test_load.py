@@ -14,8 +14,19 @@ from tests.waits import wait_until
 RUNS = 300
 SPEC = {
     "name": "load",
-    "dataset": {"kind": "synthetic", "image_size": 8, "classes": 2, "samples_per_class": 12, "validation_split": 0.0, "test_split": 0.25},
-    "model": {"conv_blocks": [{"filters": 2, "pooling": "none"}], "global_pool": "avg", "dense": []},
+    "dataset": {
+        "kind": "synthetic",
+        "image_size": 8,
+        "classes": 2,
+        "samples_per_class": 12,
+        "validation_split": 0.0,
+        "test_split": 0.25,
+    },
+    "model": {
+        "conv_blocks": [{"filters": 2, "pooling": "none"}],
+        "global_pool": "avg",
+        "dense": [],
+    },
     # Most of a run here is Keras tracing its training step; plain SGD's update traces in a
     # fraction of Adam's time (about 0.2 s a run on this machine). What the test proves is the
     # queue's, not the optimizer's.
@@ -46,12 +57,21 @@ def test_three_hundred_runs_each_succeed_exactly_once(cluster):
     def ended() -> bool:
         return len(wanted & _ended_runs(workers.text(since=mark))) == RUNS
 
-    wait_until(ended, cluster["pace"].deadline(epochs=1, runs=RUNS), "every run to end",
-               lambda: workers.diagnostics(client.store, study.run_ids[-5:]), poll=1)
+    wait_until(
+        ended,
+        cluster["pace"].deadline(epochs=1, runs=RUNS),
+        "every run to end",
+        lambda: workers.diagnostics(client.store, study.run_ids[-5:]),
+        poll=1,
+    )
     final = study.status()
     assert final.counts["succeeded"] == RUNS, final
 
-    metrics = [key for key in client.store.list("runs/") if key.endswith("/metrics.json") and key not in before]
+    metrics = [
+        key
+        for key in client.store.list("runs/")
+        if key.endswith("/metrics.json") and key not in before
+    ]
     assert len(metrics) == RUNS
     assert {key.split("/")[1] for key in metrics} == set(study.run_ids)
     # each run started and succeeded once: one attempt, one "run succeeded" line
@@ -72,6 +92,8 @@ def _ended_runs(log: str) -> set[str]:
     """The run ids the workers logged an end for (succeeded, failed or diverged)."""
     ended = set()
     for line in log.splitlines():
-        if line.startswith("{") and ('"run succeeded"' in line or '"run failed"' in line or '"run diverged"' in line):
+        if line.startswith("{") and (
+            '"run succeeded"' in line or '"run failed"' in line or '"run diverged"' in line
+        ):
             ended.add(json.loads(line).get("run_id"))
     return ended

@@ -56,13 +56,13 @@ def _raw_messages(queue: str) -> dict[str, bytes]:
     }
 
 
-EVIL = '''
+EVIL = """
 import pathlib
 pathlib.Path(__file__).with_name("imported-on-the-worker").write_text("ran")
 
 def build(config, input_shape, num_classes):
     raise AssertionError("never called")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,10 @@ def worker_env(shared_cluster, tmp_path_factory):
     other asserts: one counts rejected messages, the other a refused factory's failed run), and
     the machine's pace measured by the session's shared cluster."""
     tmp_path = tmp_path_factory.mktemp("poison")
-    with RedisServer(tmp_path / "redis") as redis_server, \
-            pytest.MonkeyPatch.context() as monkeypatch:
+    with (
+        RedisServer(tmp_path / "redis") as redis_server,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
         env = {
             "ABLATE_BROKER_URL": redis_server.url,
             "ABLATE_STORE": str(tmp_path / "store"),
@@ -105,19 +107,42 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
     # Well-formed Celery messages whose fields are hostile: each is refused by the task.
     app = make_celery(get_settings())
     client = AblationClient()
-    plan = client.plan({**TINY, "name": "poison-target", "training": {"epochs": 2, "batch_size": 64}})
-    (run_id, run), = plan.runs.items()
+    plan = client.plan(
+        {**TINY, "name": "poison-target", "training": {"epochs": 2, "batch_size": 64}}
+    )
+    ((run_id, run),) = plan.runs.items()
     good_run = run.model_dump(mode="json")
     fields = {
-        "study id with a path": ({"run": good_run, "study_id": "../../etc/passwd", "store": client.store.url}, f"{run_id}-{'0' * 12}"),
-        "study id too long": ({"run": good_run, "study_id": "a" * 5000 + "-0123abcd", "store": client.store.url}, f"{run_id}-{'0' * 12}"),
-        "run id not the config's hash": ({"run": good_run, "study_id": plan.study_id, "store": client.store.url}, f"{'f' * 16}-{'0' * 12}"),
-        "run not a mapping": ({"run": "rm -rf /", "study_id": plan.study_id, "store": client.store.url}, f"{run_id}-{'0' * 12}"),
-        "another store": ({"run": good_run, "study_id": plan.study_id, "store": "s3://elsewhere/x"}, f"{run_id}-{'0' * 12}"),
+        "study id with a path": (
+            {"run": good_run, "study_id": "../../etc/passwd", "store": client.store.url},
+            f"{run_id}-{'0' * 12}",
+        ),
+        "study id too long": (
+            {"run": good_run, "study_id": "a" * 5000 + "-0123abcd", "store": client.store.url},
+            f"{run_id}-{'0' * 12}",
+        ),
+        "run id not the config's hash": (
+            {"run": good_run, "study_id": plan.study_id, "store": client.store.url},
+            f"{'f' * 16}-{'0' * 12}",
+        ),
+        "run not a mapping": (
+            {"run": "rm -rf /", "study_id": plan.study_id, "store": client.store.url},
+            f"{run_id}-{'0' * 12}",
+        ),
+        "another store": (
+            {"run": good_run, "study_id": plan.study_id, "store": "s3://elsewhere/x"},
+            f"{run_id}-{'0' * 12}",
+        ),
     }
     # A readable envelope with malformed Celery headers: Celery's own check drops it.
-    broker.lpush(queue, _envelope(queue, base64.b64encode(b"[[], {}, {}]").decode(),
-                                  headers={"task": TRAIN_TASK, "id": "x", "eta": {"x": 1}}))
+    broker.lpush(
+        queue,
+        _envelope(
+            queue,
+            base64.b64encode(b"[[], {}, {}]").decode(),
+            headers={"task": TRAIN_TASK, "id": "x", "eta": {"x": 1}},
+        ),
+    )
     for kwargs, task_id in fields.values():
         app.send_task(TRAIN_TASK, kwargs=kwargs, queue=queue, task_id=task_id)
 
@@ -132,9 +157,17 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
     assert log.count("unreadable message rejected") == len(raw), log[-6000:]
     assert log.count("invalid run message, dropped") == len(fields), log[-6000:]
     assert "Received invalid task message: invalid ETA value" in log
-    for reason in ("not JSON", "not an envelope", "not valid base64", "compressed",
-                   "is not a study id", "not the hash of the run's config", "this worker writes to"):
+    for reason in (
+        "not JSON",
+        "not an envelope",
+        "not valid base64",
+        "compressed",
+        "is not a study id",
+        "not the hash of the run's config",
+        "this worker writes to",
+    ):
         assert reason in log, reason
+
     def counted() -> bool:
         return int(broker.get(REJECTED_COUNTER) or 0) >= len(raw) + len(fields)
 
@@ -142,8 +175,12 @@ def test_worker_rejects_poison_messages_and_trains_the_next_run(worker_env):
     assert int(broker.get(REJECTED_COUNTER)) == len(raw) + len(fields)
     assert broker.llen(queue) == 0
     # every message rejected, the worker goes on taking new work
-    fresh = {**TINY, "name": "after-poison", "training": {"epochs": 2, "batch_size": 64},
-             "ablation": {"seeds": [4242]}}
+    fresh = {
+        **TINY,
+        "name": "after-poison",
+        "training": {"epochs": 2, "batch_size": 64},
+        "ablation": {"seeds": [4242]},
+    }
     deadline = pace.deadline(epochs=2)
     takes_new_work(workers, client, workers.processes[0], fresh, deadline, "rejected messages")
 
@@ -156,6 +193,9 @@ def test_a_worker_refuses_a_factory_it_was_not_allowed_and_runs_none_of_it(worke
     assert final.counts["failed"] == 1, workers.text()[-4000:]
     (run_id,) = client.plan(spec).runs
     status = client.store.get_json(f"runs/{run_id}/status.json")
-    assert "'evil_models:build' is not allowed here: ABLATE_FACTORY_MODULES allows none" in status["error"]
+    assert (
+        "'evil_models:build' is not allowed here: ABLATE_FACTORY_MODULES allows none"
+        in status["error"]
+    )
     assert not (tmp_path / "plugins" / "imported-on-the-worker").exists()
     assert workers.processes[0].poll() is None

@@ -30,8 +30,13 @@ WITHIN_SECONDS = 8.0
 def lonely_queue(tmp_path):
     """(env, spec path) with a queue nobody consumes; its messages are dropped afterwards."""
     name = f"nobody-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "ABLATE_QUEUE": name, "ABLATE_BROKER_URL": BROKER,
-           "ABLATE_STORE": str(tmp_path / "store"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "ABLATE_QUEUE": name,
+        "ABLATE_BROKER_URL": BROKER,
+        "ABLATE_STORE": str(tmp_path / "store"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({**TINY, "name": "lonely"}))
     yield env, spec
@@ -39,14 +44,22 @@ def lonely_queue(tmp_path):
     client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
 
 
-def follow(command: list[str], env: dict[str, str], until: str, limit: float = 60.0) -> tuple[list[tuple[float, str]], subprocess.Popen]:
+def follow(
+    command: list[str], env: dict[str, str], until: str, limit: float = 60.0
+) -> tuple[list[tuple[float, str]], subprocess.Popen]:
     """Lines (time, text) of `command` (stdout and stderr) up to the first holding `until`."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *command], cwd=REPO, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "service.cli", *command],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put((time.monotonic(), line)) for line in process.stdout], daemon=True).start()
+    threading.Thread(
+        target=lambda: [lines.put((time.monotonic(), line)) for line in process.stdout], daemon=True
+    ).start()
     seen: list[tuple[float, str]] = []
     deadline = time.monotonic() + limit
     try:

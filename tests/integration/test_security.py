@@ -34,7 +34,12 @@ from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
-SPEC = {**TINY, "name": "secure", "training": {"epochs": 2, "batch_size": 64}, "ablation": {"seeds": 2}}
+SPEC = {
+    **TINY,
+    "name": "secure",
+    "training": {"epochs": 2, "batch_size": 64},
+    "ablation": {"seeds": 2},
+}
 
 
 # --- certificates -------------------------------------------------------------------------------
@@ -46,7 +51,11 @@ def _name(common_name: str) -> x509.Name:
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
     path.chmod(0o600)
 
@@ -54,7 +63,10 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 def make_certificates(directory: Path) -> dict[str, str]:
     """A self-signed CA and a server certificate it signs for 127.0.0.1 and localhost."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    valid = {"not_valid_before": now - datetime.timedelta(minutes=5), "not_valid_after": now + datetime.timedelta(days=1)}
+    valid = {
+        "not_valid_before": now - datetime.timedelta(minutes=5),
+        "not_valid_after": now + datetime.timedelta(days=1),
+    }
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -66,12 +78,21 @@ def make_certificates(directory: Path) -> dict[str, str]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -84,10 +105,14 @@ def make_certificates(directory: Path) -> dict[str, str]:
         .serial_number(x509.random_serial_number())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
@@ -126,7 +151,12 @@ def secure(s3_server, tmp_path_factory):
     server = RedisServer(root / "redis", password=secrets["redis password"], tls=tls).start()
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
-            use_s3_endpoint(monkeypatch, s3_server, key_id=secrets["aws key id"], secret=secrets["aws secret key"])
+            use_s3_endpoint(
+                monkeypatch,
+                s3_server,
+                key_id=secrets["aws key id"],
+                secret=secrets["aws secret key"],
+            )
             bucket = f"ablate-sec-{uuid.uuid4().hex[:12]}"
             boto3.client("s3").create_bucket(Bucket=bucket)
             env = {
@@ -146,7 +176,14 @@ def secure(s3_server, tmp_path_factory):
             workers = DebugWorkers(dict(os.environ), tmp_path_factory.mktemp("logs"))
             try:
                 workers.wait_ready()
-                yield {"server": server, "secrets": secrets, "bucket": bucket, "env": env, "workers": workers, "root": root}
+                yield {
+                    "server": server,
+                    "secrets": secrets,
+                    "bucket": bucket,
+                    "env": env,
+                    "workers": workers,
+                    "root": root,
+                }
             finally:
                 workers.stop()
                 get_settings.cache_clear()
@@ -157,7 +194,11 @@ def secure(s3_server, tmp_path_factory):
 def ablate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`ablate ARGS` as a subprocess with the module's environment (os.environ, patched)."""
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args], cwd=REPO, env=dict(os.environ), capture_output=True, timeout=timeout
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        timeout=timeout,
     )
 
 
@@ -172,7 +213,10 @@ def test_study_over_tls_with_a_password_leaks_no_secret(secure, tmp_path):
     secrets = secure["secrets"]
     port = secure["server"].port
     client = AblationClient()  # everything from the settings: rediss://, password, CA
-    assert client.settings.broker_url.startswith("rediss://") and client.settings.redis_password is not None
+    assert (
+        client.settings.broker_url.startswith("rediss://")
+        and client.settings.redis_password is not None
+    )
     started = time.monotonic()
     study = client.submit(SPEC)
     assert study.submit_report.queued == 2
@@ -199,9 +243,20 @@ def test_study_over_tls_with_a_password_leaks_no_secret(secure, tmp_path):
     # every object in the bucket: study and run documents, statuses, metrics, model.keras,
     # checkpoints, the report
     s3 = boto3.client("s3")
-    keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=secure["bucket"]) for obj in page.get("Contents", [])]
+    keys = [
+        obj["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=secure["bucket"])
+        for obj in page.get("Contents", [])
+    ]
     names = {key.rsplit("/", 1)[-1] for key in keys}
-    assert {"study.json", "run.json", "status.json", "metrics.json", "model.keras", "index.html"} <= names, sorted(names)
+    assert {
+        "study.json",
+        "run.json",
+        "status.json",
+        "metrics.json",
+        "model.keras",
+        "index.html",
+    } <= names, sorted(names)
     assert any("/checkpoints/" in key for key in keys), keys
     found: dict[str, list[str]] = {}
     for key in keys:
@@ -229,10 +284,14 @@ def test_study_over_tls_with_a_password_leaks_no_secret(secure, tmp_path):
     assert logs.count('"run started"') >= 2 and '"run finished"' in logs
 
     # the broker URL is printed with the password masked, by `ablate worker` and Celery's banner
-    assert f"worker on rediss://:***@127.0.0.1:{port}/0 queue {secure['env']['ABLATE_QUEUE']}" in logs, logs[:3000]
+    assert (
+        f"worker on rediss://:***@127.0.0.1:{port}/0 queue {secure['env']['ABLATE_QUEUE']}" in logs
+    ), logs[:3000]
     assert f"rediss://:**@127.0.0.1:{port}/0" in logs, logs[:3000]
     assert len(keys) > 10
-    print(f"study trained in {trained:.1f}s; scanned {len(keys)} objects, {len(logs.splitlines())} log lines")
+    print(
+        f"study trained in {trained:.1f}s; scanned {len(keys)} objects, {len(logs.splitlines())} log lines"
+    )
 
 
 def test_certificate_checks_are_real(secure, tmp_path):
@@ -253,7 +312,9 @@ def test_certificate_checks_are_real(secure, tmp_path):
     client = AblationClient(settings=untrusted)
     started = time.monotonic()
     with pytest.raises(BrokerError, match="certificate verify failed"):
-        client.submit({**SPEC, "name": "untrusted", "ablation": {"seeds": [4242]}})  # a run not stored yet
+        client.submit(
+            {**SPEC, "name": "untrusted", "ablation": {"seeds": [4242]}}
+        )  # a run not stored yet
     assert time.monotonic() - started < 15
 
     # a fresh process (as `ablate submit` is): Celery's own connection (kombu) verifies the
@@ -264,19 +325,34 @@ def test_certificate_checks_are_real(secure, tmp_path):
         f"make_celery(get_settings()).send_task('ablate.train_run', kwargs={{}}, queue='never-{uuid.uuid4().hex[:8]}')"
     )
     started = time.monotonic()
-    sent = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=without_ca, capture_output=True, text=True, timeout=60)
+    sent = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=without_ca,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sent.returncode != 0 and "certificate verify failed" in sent.stderr, sent.stderr[-2000:]
     assert time.monotonic() - started < 20
     assert not leaks(sent.stderr.encode() + sent.stdout.encode(), secure["secrets"])
 
     # `ablate submit` without the CA: an error, quickly, that names the cause and no secret
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump({**SPEC, "name": "untrusted cli", "ablation": {"seeds": [4343]}}))
+    spec_path.write_text(
+        yaml.safe_dump({**SPEC, "name": "untrusted cli", "ablation": {"seeds": [4343]}})
+    )
     started = time.monotonic()
     submitted = subprocess.run(
-        [sys.executable, "-m", "service.cli", "submit", str(spec_path)], cwd=REPO, env=without_ca, capture_output=True, timeout=60
+        [sys.executable, "-m", "service.cli", "submit", str(spec_path)],
+        cwd=REPO,
+        env=without_ca,
+        capture_output=True,
+        timeout=60,
     )
-    assert submitted.returncode == 2 and b"certificate verify failed" in submitted.stderr, submitted.stderr[-2000:]
+    assert submitted.returncode == 2 and b"certificate verify failed" in submitted.stderr, (
+        submitted.stderr[-2000:]
+    )
     assert b"Traceback" not in submitted.stderr
     assert time.monotonic() - started < 20
     assert not leaks(submitted.stderr + submitted.stdout, secure["secrets"])
@@ -286,7 +362,9 @@ def test_certificate_checks_are_real(secure, tmp_path):
     started = time.monotonic()
     try:
         with pytest.raises(Exception, match="certificate verify failed") as raised:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=5)
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=5
+            )
     finally:
         connection.release()
     assert time.monotonic() - started < 15

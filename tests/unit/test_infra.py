@@ -162,7 +162,12 @@ def test_dockerfile_installs_the_dependencies_and_worker_extra_from_pyproject(in
     # Only packaging metadata is in the image when the dependency layer is built.
     for i, copy in only(instructions, "COPY"):
         if i < index:
-            assert set(copy.split()[:-1]) <= {"pyproject.toml", "README.md", "setup.cfg", CONSTRAINTS_IN_REPO}, copy
+            assert set(copy.split()[:-1]) <= {
+                "pyproject.toml",
+                "README.md",
+                "setup.cfg",
+                CONSTRAINTS_IN_REPO,
+            }, copy
 
 
 CONSTRAINTS_IN_REPO = "infra/constraints-cuda.txt"
@@ -184,7 +189,9 @@ def test_the_cuda_wheels_are_pinned_to_what_tensorflow_was_built_with(instructio
     _, run = dependency_install(instructions)
     assert "-c constraints-cuda.txt" in run and "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" in run
     tensorflow = env_pairs(instructions).get("TENSORFLOW_VERSION") or next(
-        args.split("=", 1)[1] for _, args in only(instructions, "ARG") if args.startswith("TENSORFLOW_VERSION=")
+        args.split("=", 1)[1]
+        for _, args in only(instructions, "ARG")
+        if args.startswith("TENSORFLOW_VERSION=")
     )
     assert tensorflow == version("tensorflow"), "the image's TensorFlow is the one the tests run"
     # Every NVIDIA wheel of the extra is pinned, each to the lower bound TensorFlow declares.
@@ -203,12 +210,21 @@ def test_the_cuda_jit_cache_is_a_large_cache_in_a_folder_the_worker_owns(instruc
     assert env["CUDA_CACHE_PATH"] == "/var/cache/ablate/cuda"
     assert int(env["CUDA_CACHE_MAXSIZE"]) == 4 * 2**30  # CUDA's largest
     # Owned by the worker's user: a named volume mounted there starts with this owner.
-    assert any("install -d -o 10001 -g 10001 /var/cache/ablate /var/cache/ablate/cuda" in args for _, args in only(instructions, "RUN"))
+    assert any(
+        "install -d -o 10001 -g 10001 /var/cache/ablate /var/cache/ablate/cuda" in args
+        for _, args in only(instructions, "RUN")
+    )
 
 
 def test_the_image_holds_the_gpu_check_and_what_it_reads():
     ignored = (REPO / ".dockerignore").read_text().splitlines()
-    for path in ("bench/gpu_check.py", "bench/gpu_check_run.py", "bench/gpu_packing.py", "examples/seed-study.yaml", CONSTRAINTS_IN_REPO):
+    for path in (
+        "bench/gpu_check.py",
+        "bench/gpu_check_run.py",
+        "bench/gpu_packing.py",
+        "examples/seed-study.yaml",
+        CONSTRAINTS_IN_REPO,
+    ):
         assert f"!{path}" in ignored, f"{path} is kept out of the build context"
         assert (REPO / path).exists()
 
@@ -434,14 +450,21 @@ def test_worker_builds_this_dockerfile_and_reserves_a_gpu(compose):
     assert gpu.get("count") == 1 or gpu.get("device_ids")
 
 
-def test_one_worker_replica_per_gpu_with_its_runs_per_gpu_and_a_lasting_cuda_cache(compose, raw_compose):
+def test_one_worker_replica_per_gpu_with_its_runs_per_gpu_and_a_lasting_cuda_cache(
+    compose, raw_compose
+):
     worker = compose["services"]["worker"]
     # compose refuses `--scale worker=N` for a service with a fixed container name.
     assert worker["container_name"] == "ablate-worker"
-    assert "${ABLATE_RUNS_PER_GPU:-1}" in raw_compose["services"]["worker"]["environment"]["ABLATE_RUNS_PER_GPU"]
+    assert (
+        "${ABLATE_RUNS_PER_GPU:-1}"
+        in raw_compose["services"]["worker"]["environment"]["ABLATE_RUNS_PER_GPU"]
+    )
     assert "cuda-cache:/var/cache/ablate/cuda" in worker["volumes"]
     assert "cuda-cache" in compose["volumes"]
-    assert "--scale worker=" not in COMPOSE.read_text().split("name: ablate")[0].replace("`--scale worker=N`", "")
+    assert "--scale worker=" not in COMPOSE.read_text().split("name: ablate")[0].replace(
+        "`--scale worker=N`", ""
+    )
 
 
 def duration_seconds(value: str) -> float:
