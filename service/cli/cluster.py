@@ -186,10 +186,9 @@ def results(study_id: str, fmt: str, store: str | None) -> None:
 
 
 def _print_summary(client: AblationClient, study: Study) -> None:
-    from service.summary import summarize_document, summary_table
+    from service.report.terminal import results_table
 
-    document = study.document.model_dump(mode="json")
-    console.print(summary_table(summarize_document(document, client.store), f"study {study.study_id}"))
+    console.print(results_table(client.store, study.document))
 
 
 @cli.command()

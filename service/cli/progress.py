@@ -7,6 +7,7 @@ import threading
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from service.cli.output import console, errors
 from service.driver import StudyStatus
@@ -25,11 +26,13 @@ class RunsProgress:
     def __init__(self) -> None:
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[eta]}"),
-            TextColumn("{task.fields[current]}"),
+            # The running runs take what is left of the line, cut with an ellipsis: the bar
+            # stays one line at 80 columns whatever the names.
+            TextColumn("{task.fields[current]}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=24)),
             console=console,
             transient=False,
             refresh_per_second=4,  # rich's 10 a second takes CPU from training on a small machine
@@ -63,7 +66,7 @@ def _current(status: StudyStatus, names: dict[str, str]) -> str:
             for run_id, (epoch, epochs) in sorted(status.running.items())
         ))
     if status.finished == status.reused and not status.complete:
-        return "starting the training processes (TensorFlow loads: 10-20 s)"
+        return "loading TensorFlow…"
     return ""
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from service.report.models import Factorial
-from service.report.plots import HELPS, NEUTRAL, cut_text, wrap_title
+from service.report.plot_style import HELPS, NEUTRAL, cut_text, wrap_title
 
 
 def _ticks(labels: list[str], width: int, lines: int = 3) -> list[str]:

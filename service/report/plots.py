@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,14 +17,18 @@ from matplotlib.ticker import MaxNLocator
 from service.report.formatting import best_variant, find_variant, plot_names, points
 from service.report.labels import label as short_label
 from service.report.models import StudyData, Summary, VariantStats
+from service.report.plot_style import (
+    BASELINE,
+    DPI,
+    HELPS,
+    HURTS,
+    NEUTRAL,
+    TRAIN,
+    VALIDATION,
+    cut_text,
+    wrap_title,
+)
 
-DPI = 110
-BASELINE = "#1f5fa8"
-HURTS = "#c0392b"
-HELPS = "#1e8449"
-NEUTRAL = "#6b6b6b"
-TRAIN = "#1f5fa8"
-VALIDATION = "#e07b00"
 ANNOTATE_CLASSES = 15
 """Confusion matrices with more classes than this drop the per-cell numbers."""
 
@@ -56,17 +59,6 @@ def _png(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
-
-
-def cut_text(name: str, width: int = 38) -> str:
-    """A user's name shortened to `width`, with `$` escaped so matplotlib draws it as text."""
-    name = name if len(name) <= width else name[: width - 1] + "…"
-    return name.replace("$", r"\$")
-
-
-def wrap_title(text: str, width: int) -> str:
-    """A title wrapped to lines of `width` characters, so a long one is never clipped."""
-    return "\n".join(textwrap.wrap(text.replace("$", r"\$"), width)) or " "
 
 
 def _bounded(ax, low: float, high: float) -> None:

@@ -11,7 +11,6 @@ from service.report import build_report
 from service.report.summary import summarize_study
 from service.report.terminal import answer, results_table, variants_table
 from service.store.local import LocalStore
-from service.summary import summarize_document, summary_table
 from tests.planted_study import clean_facts, make_grid, write_to_store
 from tests.report_fixtures import make_study
 
@@ -74,10 +73,6 @@ def test_the_results_table_from_the_store_is_the_reports_table(tmp_path):
     document = write_to_store(long_grid(), store)
     summary, _ = build_report(store, document.study_id)
     assert render(results_table(store, document)) == render(variants_table(summary))
-    # the deprecated import path gives the same table until the CLI imports it directly
-    assert render(summary_table(summarize_document(document, store), "")) == render(
-        variants_table(summary)
-    )
 
 
 def test_a_two_seed_interval_stays_inside_0_and_100_percent():
