@@ -269,19 +269,90 @@ def make_summary(data: StudyData, plans: list[Plan]) -> Summary:
         for run in record.runs:
             counts[run.state] = counts.get(run.state, 0) + 1
     by_name = {v.name: v.run_ids for v in variants}
-    fix = Fix(variant="lr 0.001 + exponential decay", changes={"optimizer.learning_rate": 0.001}, spec="optimizer:\n  learning_rate: 0.001", delta=0.057, ci_low=0.037, ci_high=0.077, p_adjusted=0.004)
+    fix = Fix(
+        variant="lr 0.001 + exponential decay",
+        changes={"optimizer.learning_rate": 0.001},
+        spec="optimizer:\n  learning_rate: 0.001",
+        delta=0.057,
+        ci_low=0.037,
+        ci_high=0.077,
+        p_adjusted=0.004,
+    )
     causes = [
-        Cause(rule="learning_rate_too_high", title="Learning rate too high: lr 0.001 + exponential decay gains +5.7 points", statement="lr 0.001 + exponential decay reaches 96.2% test accuracy against 90.5% for the baseline.", basis="fix", gain=0.057, fix=fix, try_next=[], advice="Set optimizer: {learning_rate: 0.001}.", symptoms=[], evidence={"fix": {"delta": 0.057}}, variants=["baseline", "lr 0.001 + exponential decay"], run_ids=by_name.get("lr 0.001 + exponential decay", [])),
-        Cause(rule="class_imbalance", title=f"Class imbalance: class 8 at 40% recall {XSS}", statement="The minority class 8 reaches 40% recall against 95% for the others.", basis="symptom", gain=0.02, fix=None, try_next=[Fix(variant=None, changes={"training.label_smoothing": 0.1}, spec="training:\n  label_smoothing: 0.1")], advice="Rebalance the training data.", symptoms=["class_imbalance"], evidence={}, variants=["baseline"], run_ids=[]),
+        Cause(
+            rule="learning_rate_too_high",
+            title="Learning rate too high: lr 0.001 + exponential decay gains +5.7 points",
+            statement="lr 0.001 + exponential decay reaches 96.2% test accuracy against 90.5% for the baseline.",
+            basis="fix",
+            gain=0.057,
+            fix=fix,
+            try_next=[],
+            advice="Set optimizer: {learning_rate: 0.001}.",
+            symptoms=[],
+            evidence={"fix": {"delta": 0.057}},
+            variants=["baseline", "lr 0.001 + exponential decay"],
+            run_ids=by_name.get("lr 0.001 + exponential decay", []),
+        ),
+        Cause(
+            rule="class_imbalance",
+            title=f"Class imbalance: class 8 at 40% recall {XSS}",
+            statement="The minority class 8 reaches 40% recall against 95% for the others.",
+            basis="symptom",
+            gain=0.02,
+            fix=None,
+            try_next=[
+                Fix(
+                    variant=None,
+                    changes={"training.label_smoothing": 0.1},
+                    spec="training:\n  label_smoothing: 0.1",
+                )
+            ],
+            advice="Rebalance the training data.",
+            symptoms=["class_imbalance"],
+            evidence={},
+            variants=["baseline"],
+            run_ids=[],
+        ),
     ]
     symptoms = [
-        Symptom(rule="class_imbalance", title=f"Class imbalance: 4x {XSS}", statement="The largest class has 4.0 times the samples of the smallest (class 8).", evidence={"ratio": 4.0, "per_class_recall": {"8": 0.4, "1": 0.95}}, stake=0.02),
+        Symptom(
+            rule="class_imbalance",
+            title=f"Class imbalance: 4x {XSS}",
+            statement="The largest class has 4.0 times the samples of the smallest (class 8).",
+            evidence={"ratio": 4.0, "per_class_recall": {"8": 0.4, "1": 0.95}},
+            stake=0.02,
+        ),
     ]
     strengths = [
-        Finding(rule="over_regularization", kind="hurts", title="no dropout hurts: −3.1 points", statement="no dropout loses 3.1 points of test accuracy (95% CI −5.1 to −1.1, p = 0.01).", evidence={"delta": -0.031}, variants=["baseline", "no dropout"], run_ids=by_name.get("no dropout", []), magnitude=0.031),
+        Finding(
+            rule="over_regularization",
+            kind="hurts",
+            title="no dropout hurts: −3.1 points",
+            statement="no dropout loses 3.1 points of test accuracy (95% CI −5.1 to −1.1, p = 0.01).",
+            evidence={"delta": -0.031},
+            variants=["baseline", "no dropout"],
+            run_ids=by_name.get("no dropout", []),
+            magnitude=0.031,
+        ),
     ]
-    statistics = Statistics(procedure="Benjamini-Hochberg", alpha=0.05, comparisons=3, seeds=3, detectable_effect=0.05, underpowered=True, statement="Significance: Benjamini-Hochberg over the study's 3 comparisons.")
-    next_steps = NextSteps(recommended={"optimizer.learning_rate": 0.001}, recommended_spec="optimizer:\n  learning_rate: 0.001", combined_from=["lr 0.001 + exponential decay"], untested=False, next_study="next-study.yaml", next_study_reason="tests class imbalance", actions=["Set optimizer: {learning_rate: 0.001}."])
+    statistics = Statistics(
+        procedure="Benjamini-Hochberg",
+        alpha=0.05,
+        comparisons=3,
+        seeds=3,
+        detectable_effect=0.05,
+        underpowered=True,
+        statement="Significance: Benjamini-Hochberg over the study's 3 comparisons.",
+    )
+    next_steps = NextSteps(
+        recommended={"optimizer.learning_rate": 0.001},
+        recommended_spec="optimizer:\n  learning_rate: 0.001",
+        combined_from=["lr 0.001 + exponential decay"],
+        untested=False,
+        next_study="next-study.yaml",
+        next_study_reason="tests class imbalance",
+        actions=["Set optimizer: {learning_rate: 0.001}."],
+    )
     inconclusive = [
         Inconclusive(
             variant="no horizontal flip",

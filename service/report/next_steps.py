@@ -99,7 +99,10 @@ def _candidates(study: StudyContrasts, rule: str) -> list[dict[str, Any]]:
     if rule in ("learning_rate_too_high",):
         return [{"optimizer.learning_rate": _round(low / 10)}, {"optimizer.learning_rate": _round(low / 100)}]
     if rule == "learning_rate_too_low":
-        return [{"optimizer.learning_rate": _round(min(10.0, high * 10))}, {"optimizer.learning_rate": _round(min(10.0, high * 100))}]  # fmt: skip
+        return [
+            {"optimizer.learning_rate": _round(min(10.0, high * 10))},
+            {"optimizer.learning_rate": _round(min(10.0, high * 100))},
+        ]
     if rule == "learned_nothing":
         found = [{"optimizer.learning_rate": _round(r)} for r in (low / 100, low / 10, min(10.0, high * 10))]
         if flat.get("dataset.scale") == "none":

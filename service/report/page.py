@@ -42,7 +42,8 @@ h3 { font-size: 16px; margin: 0 0 6px; }
 .banner { background: #fff4d6; border: 1px solid #f0c36d; border-left: 6px solid var(--amber);
   padding: 12px 16px; border-radius: 6px; margin-bottom: 16px; font-weight: 600; }
 .counts { display: flex; flex-wrap: wrap; gap: 8px; margin: 12px 0 0; padding: 0; list-style: none; }
-.counts li { background: #fff; border: 1px solid var(--line); border-radius: 999px; padding: 2px 12px; font-size: 13px; }
+.counts li { background: #fff; border: 1px solid var(--line); border-radius: 999px;
+  padding: 2px 12px; font-size: 13px; }
 .cards { display: grid; gap: 14px; }
 .card { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--muted);
   border-radius: 8px; padding: 14px 18px; }

@@ -64,7 +64,9 @@ def render_markdown(summary: Summary) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from Welch's t-test adjusted with Benjamini-Hochberg over the study's comparisons (significance is judged on it); g is Hedges' g.",
+        "Test accuracy is mean ± std across seeds, in percent; Δ in percentage points; p from "
+        "Welch's t-test adjusted with Benjamini-Hochberg over the study's comparisons "
+        "(significance is judged on it); g is Hedges' g.",
         "",
     ]
     if legend(summary):

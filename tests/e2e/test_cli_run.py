@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from service.plan import build_plan
 from service.lifecycle import RunMetrics, RunStatus
+from service.plan import build_plan
 from service.report.models import Summary
 from service.spec import load_spec
 

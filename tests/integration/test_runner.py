@@ -23,11 +23,20 @@ def test_run_writes_every_artifact(tiny_spec, tmp_path):
     spec = only_run(tiny_spec)
     result = run(spec, store)
     assert result.state == "succeeded" and not result.reused
-    for name in ("run.json", "status.json", "model.keras", "metrics.json", "checkpoints/latest.json"):
+    for name in (
+        "run.json",
+        "status.json",
+        "model.keras",
+        "metrics.json",
+        "checkpoints/latest.json",
+    ):
         assert store.exists(run_key(spec.run_id, name)), name
     metrics = RunMetrics.model_validate(store.get_json(run_key(spec.run_id, "metrics.json")))
     assert [h.epoch for h in metrics.history] == [1, 2, 3]
-    assert all(h.val_accuracy is not None and h.learning_rate == pytest.approx(0.005) for h in metrics.history)
+    assert all(
+        h.val_accuracy is not None and h.learning_rate == pytest.approx(0.005)
+        for h in metrics.history
+    )
     assert metrics.test.samples == sum(map(sum, metrics.test.confusion_matrix))
     assert len(metrics.test.per_class_accuracy) == 10
     assert metrics.test.accuracy > 0.5  # digits is easy: even 3 tiny epochs beat chance (0.1)
@@ -124,7 +133,13 @@ def test_training_options_label_smoothing_plateau_early_stopping(tiny_spec, tmp_
         "steps_per_execution": 2,
         "early_stopping": {"monitor": "val_accuracy", "patience": 0, "min_delta": 0.5},
     }
-    tiny_spec["schedule"] = {"name": "reduce_on_plateau", "monitor": "val_loss", "patience": 0, "factor": 0.5, "min_lr": 0.0}
+    tiny_spec["schedule"] = {
+        "name": "reduce_on_plateau",
+        "monitor": "val_loss",
+        "patience": 0,
+        "factor": 0.5,
+        "min_lr": 0.0,
+    }
     tiny_spec["optimizer"]["learning_rate"] = 0.05  # large enough that val_loss stalls
     store = LocalStore(tmp_path)
     spec = only_run(tiny_spec)
@@ -137,7 +152,13 @@ def test_training_options_label_smoothing_plateau_early_stopping(tiny_spec, tmp_
 
 def test_reduce_on_plateau_lowers_the_learning_rate(tiny_spec, tmp_path):
     tiny_spec["training"]["epochs"] = 6
-    tiny_spec["schedule"] = {"name": "reduce_on_plateau", "monitor": "loss", "patience": 0, "factor": 0.5, "min_lr": 0.0}
+    tiny_spec["schedule"] = {
+        "name": "reduce_on_plateau",
+        "monitor": "loss",
+        "patience": 0,
+        "factor": 0.5,
+        "min_lr": 0.0,
+    }
     tiny_spec["optimizer"] = {"name": "sgd", "learning_rate": 2.0}  # too high: the loss stalls
     store = LocalStore(tmp_path)
     spec = only_run(tiny_spec)

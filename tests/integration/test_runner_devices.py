@@ -23,7 +23,9 @@ def metrics_of(store: LocalStore, run_id: str) -> RunMetrics:
     return RunMetrics.model_validate(store.get_json(run_key(run_id, "metrics.json")))
 
 
-def test_xla_with_an_augmentation_it_cannot_compile_trains_without_it_and_says_why(tiny_spec, tmp_path):
+def test_xla_with_an_augmentation_it_cannot_compile_trains_without_it_and_says_why(
+    tiny_spec, tmp_path
+):
     tiny_spec["training"].update({"epochs": 2, "jit_compile": True})
     tiny_spec["augmentation"] = {"rotation": 0.05, "horizontal_flip": True}
     store = LocalStore(tmp_path)
@@ -31,7 +33,10 @@ def test_xla_with_an_augmentation_it_cannot_compile_trains_without_it_and_says_w
     assert run(spec, store).state == "succeeded"
     environment = metrics_of(store, spec.run_id).environment
     assert environment["xla_requested"] is True and environment["xla"] is False
-    assert environment["xla_reason"] == "augmentation.rotation: the image transform of these layers cannot be XLA-compiled"
+    assert (
+        environment["xla_reason"]
+        == "augmentation.rotation: the image transform of these layers cannot be XLA-compiled"
+    )
     assert environment["gpus"] == 0 and environment["gpu_memory_peak_mb"] is None
 
 
@@ -66,7 +71,9 @@ def test_mixed_precision_on_a_gpu_keeps_a_float32_output_and_resumes(
 
     def crash_after_one(store_, run_id, variables, state):
         model = built_models[-1]()
-        seen.update(conv=model.get_layer("block1_conv1").compute_dtype, output=str(model.output.dtype))
+        seen.update(
+            conv=model.get_layer("block1_conv1").compute_dtype, output=str(model.output.dtype)
+        )
         real_save(store_, run_id, variables, state)
         raise RuntimeError("worker lost")
 
@@ -163,8 +170,12 @@ def test_xla_drops_the_short_last_batch_and_times_compilation_apart(tiny_spec, t
     timings = metrics.timings
     seconds = [h.epoch_seconds for h in metrics.history]
     assert timings["first_epoch_seconds"] == seconds[0]
-    assert timings["steady_epoch_seconds"] == pytest.approx(sorted(seconds[1:])[0] / 2 + sorted(seconds[1:])[1] / 2, abs=1e-3)
-    assert timings["compile_seconds"] == pytest.approx(max(0.0, seconds[0] - timings["steady_epoch_seconds"]), abs=1e-3)
+    assert timings["steady_epoch_seconds"] == pytest.approx(
+        sorted(seconds[1:])[0] / 2 + sorted(seconds[1:])[1] / 2, abs=1e-3
+    )
+    assert timings["compile_seconds"] == pytest.approx(
+        max(0.0, seconds[0] - timings["steady_epoch_seconds"]), abs=1e-3
+    )
     environment = metrics.environment
     assert environment["cpu_cores_available"] >= 1 and environment["training_processes"] >= 1
     assert "intra_op_threads" in environment and "inter_op_threads" in environment
@@ -178,6 +189,8 @@ def test_a_process_pinned_to_a_gpu_it_cannot_see_writes_nothing(tiny_spec, tmp_p
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     store = LocalStore(tmp_path)
     spec = only_run(tiny_spec)
-    with pytest.raises(process_setup.GpuUnavailable, match="CUDA_VISIBLE_DEVICES=0, but TensorFlow .* lists no GPU"):
+    with pytest.raises(
+        process_setup.GpuUnavailable, match="CUDA_VISIBLE_DEVICES=0, but TensorFlow .* lists no GPU"
+    ):
         run(spec, store)
     assert store.list(run_key(spec.run_id, "")) == []  # the run stays queued, untouched

@@ -402,10 +402,7 @@ EXPECTED = [
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_local_and_s3_stores_behave_the_same(kind, request, tmp_path):
-    if kind == "local":
-        store = open_store(tmp_path / "store")
-    else:
-        store = open_store(request.getfixturevalue("s3_env"))
+    store = open_store(tmp_path / "store" if kind == "local" else request.getfixturevalue("s3_env"))
     assert scenario(store) == EXPECTED
 
 

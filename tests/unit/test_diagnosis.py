@@ -14,7 +14,9 @@ from tests.planted_study import clean_facts, make_study
 
 def summarize(variants: dict, **options) -> Summary:
     options.setdefault("dataset", clean_facts())
-    return summarize_study(make_study(variants, **options), generated_at="2024-05-01T12:00:00+00:00")
+    return summarize_study(
+        make_study(variants, **options), generated_at="2024-05-01T12:00:00+00:00"
+    )
 
 
 def causes(summary: Summary) -> list[str]:
@@ -41,7 +43,9 @@ CHANCE = {"test_accuracy": 0.10, "sd": 0.0, "gap": 0.0, "gap_sd": 0.0}
 
 @pytest.mark.parametrize("rng_seed", range(12))
 def test_a_healthy_baseline_with_noise_only_variants_gets_nothing_to_fix(rng_seed):
-    summary = summarize({"baseline": {"test_accuracy": 0.97, "sd": 0.004}, **NOISE}, rng_seed=rng_seed)
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.97, "sd": 0.004}, **NOISE}, rng_seed=rng_seed
+    )
     assert summary.causes == [] and summary.symptoms == []
     assert summary.verdict.startswith("Nothing to fix found")
     assert summary.next_steps.actions == ["Nothing to fix: keep the baseline."]
@@ -76,9 +80,16 @@ def test_a_change_away_from_a_good_baseline_that_hurts_is_never_a_cause():
 
 def test_a_chance_level_baseline_learned_nothing_and_the_next_study_searches_the_learning_rate():
     summary, files = summarize_with_files(
-        make_study({"baseline": CHANCE, "lr x3": {"overrides": {"optimizer.learning_rate": 0.003}, **CHANCE}}, seeds=3, dataset=clean_facts()),
+        make_study(
+            {
+                "baseline": CHANCE,
+                "lr x3": {"overrides": {"optimizer.learning_rate": 0.003}, **CHANCE},
+            },
+            seeds=3,
+            dataset=clean_facts(),
+        ),
         generated_at="t",
-    )  # fmt: skip
+    )
     assert causes(summary) == ["learned_nothing"] and "learned nothing" in summary.verdict.lower()
     top = summary.causes[0]
     assert top.basis == "symptom" and top.gain > 0.8
@@ -89,7 +100,9 @@ def test_a_chance_level_baseline_learned_nothing_and_the_next_study_searches_the
 
     next_spec = spec_from_data(spec)
     assert next_spec.ablation.factors and len(next_spec.ablation.seed_list) >= 3
-    assert min(next_spec.ablation.seed_list) >= 3  # fresh seeds: the next study confirms on new runs
+    assert (
+        min(next_spec.ablation.seed_list) >= 3
+    )  # fresh seeds: the next study confirms on new runs
 
 
 def test_a_chance_level_baseline_repaired_by_a_lower_rate_is_a_rate_too_high_with_its_symptom():
@@ -105,9 +118,12 @@ def test_a_chance_level_baseline_repaired_by_a_lower_rate_is_a_rate_too_high_wit
 
 def test_identical_seeds_with_a_large_difference_are_decided_by_the_binomial_floor():
     summary = summarize(
-        {"baseline": {"sd": 0.0}, "wide": {"overrides": {"model.dense.0": 256}, "test_accuracy": 0.97, "sd": 0.0}},
+        {
+            "baseline": {"sd": 0.0},
+            "wide": {"overrides": {"model.dense.0": 256}, "test_accuracy": 0.97, "sd": 0.0},
+        },
         seeds=3,
-    )  # fmt: skip
+    )
     comparison = summary.variants[1].vs_baseline
     assert comparison.binomial_floor and comparison.significant and comparison.p_value < 0.01
     assert comparison.ci_low > 0.0 and comparison.ci_high < 0.14
@@ -115,9 +131,16 @@ def test_identical_seeds_with_a_large_difference_are_decided_by_the_binomial_flo
 
 def test_identical_small_differences_stay_undecided_under_the_binomial_floor():
     summary = summarize(
-        {"baseline": {"sd": 0.0}, "gelu": {"overrides": {"model.dense_activation": "gelu"}, "test_accuracy": 0.905, "sd": 0.0}},
+        {
+            "baseline": {"sd": 0.0},
+            "gelu": {
+                "overrides": {"model.dense_activation": "gelu"},
+                "test_accuracy": 0.905,
+                "sd": 0.0,
+            },
+        },
         seeds=3,
-    )  # fmt: skip
+    )
     assert not summary.variants[1].vs_baseline.significant and summary.causes == []
 
 
@@ -139,7 +162,9 @@ def test_unscaled_input_explains_a_baseline_that_learned_nothing():
 
 
 def test_unscaled_input_on_a_baseline_that_trains_well_is_a_fact_not_a_cause():
-    summary = summarize({"baseline": {"test_accuracy": 0.97}}, dataset=clean_facts(scale="none", raw_max=16.0))
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.97}}, dataset=clean_facts(scale="none", raw_max=16.0)
+    )
     assert summary.causes == [] and [f.rule for f in summary.facts] == ["unscaled_input"]
 
 
@@ -167,7 +192,10 @@ def test_a_change_that_helps_names_the_cause_it_repairs(overrides, rule):
     base["model"] = {**base["model"], "l2": 0.001}
     base["augmentation"] = {"horizontal_flip": True}
     summary = summarize(
-        {"baseline": {"test_accuracy": 0.90, "gap": 0.05}, "fix": {"overrides": overrides, "test_accuracy": 0.97}},
+        {
+            "baseline": {"test_accuracy": 0.90, "gap": 0.05},
+            "fix": {"overrides": overrides, "test_accuracy": 0.97},
+        },
         base=base,
     )
     assert causes(summary) == [rule]
@@ -178,26 +206,35 @@ def test_a_change_that_helps_names_the_cause_it_repairs(overrides, rule):
 
 def test_a_significant_gain_below_a_point_is_noted_not_claimed():
     summary = summarize(
-        {"baseline": {"test_accuracy": 0.97, "sd": 0.001}, "wide": {"overrides": {"model.dense": [256]}, "test_accuracy": 0.976, "sd": 0.001}},
+        {
+            "baseline": {"test_accuracy": 0.97, "sd": 0.001},
+            "wide": {"overrides": {"model.dense": [256]}, "test_accuracy": 0.976, "sd": 0.001},
+        },
         seeds=40,
-    )  # fmt: skip
+    )
     assert summary.variants[1].vs_baseline.significant and summary.causes == []
     assert any("below the 1-point gain" in note for note in summary.notes)
 
 
 def test_a_variant_that_changes_the_data_is_never_claimed():
     summary = summarize(
-        {"baseline": {"test_accuracy": 0.9, "gap": 0.04}, "less test": {"overrides": {"dataset.test_split": 0.5}, "test_accuracy": 0.95}}
-    )  # fmt: skip
+        {
+            "baseline": {"test_accuracy": 0.9, "gap": 0.04},
+            "less test": {"overrides": {"dataset.test_split": 0.5}, "test_accuracy": 0.95},
+        }
+    )
     assert summary.causes == [] and len(summary.not_comparable) == 1
     assert "different test set" in summary.not_comparable[0]
 
 
 def test_rescaling_the_inputs_is_a_fair_comparison():
     summary = summarize(
-        {"baseline": {"test_accuracy": 0.5}, "scaled": {"overrides": {"dataset.scale": "standardize"}, "test_accuracy": 0.95}},
+        {
+            "baseline": {"test_accuracy": 0.5},
+            "scaled": {"overrides": {"dataset.scale": "standardize"}, "test_accuracy": 0.95},
+        },
         dataset=clean_facts(scale="none", raw_max=255.0),
-    )  # fmt: skip
+    )
     assert causes(summary)[0] == "unscaled_input" and summary.not_comparable == []
 
 
@@ -207,15 +244,26 @@ def test_rescaling_the_inputs_is_a_fair_comparison():
 def test_underfitting_is_called_without_a_bigger_model_and_suggests_one():
     summary = summarize({"baseline": {"test_accuracy": 0.48, "gap": 0.02}}, seeds=3)
     assert causes(summary) == ["underfitting"]
-    assert any("model" in fix.changes or "model.conv_blocks" in fix.changes for fix in summary.causes[0].try_next)
+    assert any(
+        "model" in fix.changes or "model.conv_blocks" in fix.changes
+        for fix in summary.causes[0].try_next
+    )
 
 
 def test_underfitting_is_not_claimed_when_bigger_and_longer_runs_rule_out_a_gain():
     summary = summarize(
         {
             "baseline": {"test_accuracy": 0.80, "sd": 0.002},
-            "double width": {"overrides": {"model.dense": [128]}, "test_accuracy": 0.80, "sd": 0.002},
-            "double epochs": {"overrides": {"training.epochs": 20}, "test_accuracy": 0.80, "sd": 0.002},
+            "double width": {
+                "overrides": {"model.dense": [128]},
+                "test_accuracy": 0.80,
+                "sd": 0.002,
+            },
+            "double epochs": {
+                "overrides": {"training.epochs": 20},
+                "test_accuracy": 0.80,
+                "sd": 0.002,
+            },
         },
         seeds=5,
         dataset=clean_facts(),
@@ -240,10 +288,14 @@ def test_regularization_that_closes_the_gap_is_the_overfitting_fix():
     summary = summarize(
         {
             "baseline": {"test_accuracy": 0.60, "gap": 0.38},
-            "augmentation": {"overrides": {"augmentation.translation": 0.1}, "test_accuracy": 0.87, "gap": 0.09},
+            "augmentation": {
+                "overrides": {"augmentation.translation": 0.1},
+                "test_accuracy": 0.87,
+                "gap": 0.09,
+            },
         },
         seeds=3,
-    )  # fmt: skip
+    )
     top = summary.causes[0]
     assert top.rule == "overfitting" and top.basis == "fix and symptom"
     assert "regularization raises" not in top.statement and top.fix.variant == "augmentation"
@@ -276,7 +328,9 @@ def test_very_few_optimizer_updates_are_called_with_a_smaller_batch_to_try():
     base["training"] = {**base["training"], "batch_size": 512, "epochs": 5}
     summary = summarize({"baseline": {"test_accuracy": 0.55, "curve": "rising"}}, base=base)
     assert causes(summary)[0] == "few_updates"
-    assert any(fix.changes.get("training.batch_size", 512) < 512 for fix in summary.causes[0].try_next)
+    assert any(
+        fix.changes.get("training.batch_size", 512) < 512 for fix in summary.causes[0].try_next
+    )
 
 
 def test_many_updates_on_a_short_run_are_not_few_updates():
@@ -285,7 +339,9 @@ def test_many_updates_on_a_short_run_are_not_few_updates():
 
 
 def test_test_accuracy_above_validation_points_to_noisy_labels():
-    summary = summarize({"baseline": {"test_accuracy": 0.88, "val_offset": -0.2, "gap": 0.05}}, seeds=3)
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.88, "val_offset": -0.2, "gap": 0.05}}, seeds=3
+    )
     assert causes(summary)[0] == "label_noise"
     assert "cleanlab" in summary.causes[0].advice
 
@@ -300,7 +356,12 @@ def test_a_twenty_fold_imbalance_with_a_collapsed_class_outranks_a_small_hurt_an
         {
             "baseline": {"test_accuracy": 0.86, "gap": 0.1, "class_recall": {9: 0.0}},
             "lr x3": {"overrides": {"optimizer.learning_rate": 0.003}, "test_accuracy": 0.83},
-            "wide": {"overrides": {"model.dense": [128]}, "test_accuracy": 0.875, "gap": 0.1, "class_recall": {9: 0.0}},
+            "wide": {
+                "overrides": {"model.dense": [128]},
+                "test_accuracy": 0.875,
+                "gap": 0.1,
+                "class_recall": {9: 0.0},
+            },
         },
         seeds=5,
         dataset=facts,
@@ -312,7 +373,10 @@ def test_a_twenty_fold_imbalance_with_a_collapsed_class_outranks_a_small_hurt_an
 
 
 def test_an_imbalance_the_model_copes_with_is_a_fact_not_a_cause():
-    summary = summarize({"baseline": {"test_accuracy": 0.95}}, dataset=clean_facts(train_class_counts=[600] * 9 + [60]))
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.95}},
+        dataset=clean_facts(train_class_counts=[600] * 9 + [60]),
+    )
     assert summary.causes == [] and [f.rule for f in summary.facts] == ["class_imbalance"]
 
 
@@ -326,7 +390,17 @@ def test_a_class_never_predicted_on_balanced_data_is_a_class_collapse():
 
 
 def test_an_undecided_comparison_says_what_its_interval_rules_out_and_needs_more_seeds_than_now():
-    summary = summarize({"baseline": {}, "gelu": {"overrides": {"model.dense_activation": "gelu"}, "test_accuracy": 0.92, "sd": 0.02}}, seeds=3)  # fmt: skip
+    summary = summarize(
+        {
+            "baseline": {},
+            "gelu": {
+                "overrides": {"model.dense_activation": "gelu"},
+                "test_accuracy": 0.92,
+                "sd": 0.02,
+            },
+        },
+        seeds=3,
+    )
     item = summary.inconclusive[0]
     assert "no gain larger than" in item.statement and "no loss larger than" in item.statement
     assert item.seeds_needed is None or item.seeds_needed > 3 or "edge" in item.statement
@@ -339,7 +413,13 @@ def test_a_small_study_says_up_front_it_cannot_see_small_effects():
 
 
 def test_one_seed_per_variant_asks_for_more_seeds():
-    summary = summarize({"baseline": {}, "gelu": {"overrides": {"model.dense_activation": "gelu"}, "test_accuracy": 0.95}}, seeds=1)  # fmt: skip
+    summary = summarize(
+        {
+            "baseline": {},
+            "gelu": {"overrides": {"model.dense_activation": "gelu"}, "test_accuracy": 0.95},
+        },
+        seeds=1,
+    )
     assert summary.causes == [] and "at least 3 seeds" in summary.inconclusive[0].statement
 
 
@@ -368,7 +448,9 @@ def test_two_fixes_combine_into_an_untested_recommendation_and_a_confirming_next
     assert steps.untested and steps.combined_from == ["lr x0.1", "wide"]
     assert steps.recommended == {"optimizer.learning_rate": 0.0001, "model.dense.0": 256}
     recommended = yaml.safe_load(steps.recommended_spec)
-    assert recommended["optimizer"]["learning_rate"] == 0.0001 and recommended["model"]["dense"] == [256]
+    assert recommended["optimizer"]["learning_rate"] == 0.0001 and recommended["model"][
+        "dense"
+    ] == [256]
     spec = yaml.safe_load(files["next-study.yaml"])
     assert spec["optimizer"]["learning_rate"] == 0.0001
     assert any(f["name"] == "original baseline" for f in spec["ablation"]["factors"])
@@ -411,7 +493,9 @@ def test_a_flat_loss_at_chance_with_a_sane_rate_stays_learned_nothing():
 
 def test_a_network_that_predicts_the_majority_class_of_imbalanced_data_is_class_imbalance():
     facts = clean_facts(train_class_counts=[1000] + [20] * 9)
-    summary = summarize({"baseline": {**CHANCE, "class_recall": {0: 1.0}, "wrong_as": 0}}, seeds=3, dataset=facts)
+    summary = summarize(
+        {"baseline": {**CHANCE, "class_recall": {0: 1.0}, "wrong_as": 0}}, seeds=3, dataset=facts
+    )
     assert causes(summary)[0] == "class_imbalance"
     assert summary.causes[0].symptoms[0] == "learned_nothing"
 
@@ -425,7 +509,9 @@ def test_a_network_at_chance_on_imbalanced_data_that_predicts_every_class_is_lea
 def test_a_moderate_gap_alone_is_a_symptom_not_a_cause():
     # a gap of 8 points on a 2000-image validation split: real, but only 1.5 points at stake
     facts = clean_facts(validation_size=2000)
-    summary = summarize({"baseline": {"test_accuracy": 0.92, "gap": 0.08, "sd": 0.003}}, seeds=10, dataset=facts)
+    summary = summarize(
+        {"baseline": {"test_accuracy": 0.92, "gap": 0.08, "sd": 0.003}}, seeds=10, dataset=facts
+    )
     assert "overfitting" in symptoms(summary) and summary.causes == []
 
 
@@ -464,7 +550,10 @@ def test_a_promising_fix_not_yet_significant_names_the_cause_of_a_symptom_and_as
         {
             "baseline": {**CHANCE, "sd": 0.0},
             "no dropout": {"overrides": {"model.dropout": 0.0}, "test_accuracy": 0.6, "sd": 0.25},
-            **{f"noise {i}": {"overrides": {"model.dense.0": 64 + i}, **CHANCE} for i in range(1, 9)},
+            **{
+                f"noise {i}": {"overrides": {"model.dense.0": 64 + i}, **CHANCE}
+                for i in range(1, 9)
+            },
         },
         seeds=3,
         base=base,
@@ -482,8 +571,15 @@ def test_a_promising_change_alone_is_never_a_cause():
     summary = summarize(
         {
             "baseline": {"test_accuracy": 0.95, "sd": 0.0},
-            "gelu": {"overrides": {"model.dense_activation": "gelu"}, "test_accuracy": 0.985, "sd": 0.01},
-            **{f"noise {i}": {"overrides": {"model.dense.0": 64 + i}, "test_accuracy": 0.95} for i in range(1, 9)},
+            "gelu": {
+                "overrides": {"model.dense_activation": "gelu"},
+                "test_accuracy": 0.985,
+                "sd": 0.01,
+            },
+            **{
+                f"noise {i}": {"overrides": {"model.dense.0": 64 + i}, "test_accuracy": 0.95}
+                for i in range(1, 9)
+            },
         },
         seeds=3,
     )

@@ -19,7 +19,9 @@ RED, GREEN = "\x1b[31m", "\x1b[32m"
 
 def render(renderable, colour: bool = False) -> str:
     out = io.StringIO()
-    console = Console(file=out, width=80, force_terminal=colour, color_system="standard" if colour else None)
+    console = Console(
+        file=out, width=80, force_terminal=colour, color_system="standard" if colour else None
+    )
     console.print(renderable)
     return out.getvalue()
 
@@ -37,7 +39,10 @@ def test_the_answer_gives_the_verdict_the_top_causes_and_their_fixes():
 def test_deltas_are_coloured_by_significance_not_by_sign():
     summary, _ = make_study()
     lines = render(variants_table(summary), colour=True).splitlines()
-    row = {name: next(line for line in lines if name in line) for name in ("no dropout", "no horizontal flip", "lr 0.001")}
+    row = {
+        name: next(line for line in lines if name in line)
+        for name in ("no dropout", "no horizontal flip", "lr 0.001")
+    }
     assert RED in row["no dropout"]  # significantly worse
     assert GREEN in row["lr 0.001"]  # significantly better
     negative = next(line for line in lines if "alert(1)" in line)  # -0.5 points, p 0.3
