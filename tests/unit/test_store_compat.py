@@ -84,3 +84,13 @@ def test_the_driver_reuses_every_stored_run_and_the_report_reads_them(store, pla
     assert len(study.results()) == plan.run_count
     summary, _ = publish_report(store, plan.study_id)
     assert [v.name for v in summary.variants] == [v.name for v in plan.variants]
+
+
+def test_study_report_writes_the_report_once_and_reads_it_back_typed(store, plan):
+    study = Study(plan.study_id, read_study(store, plan.study_id), store, control=None)
+    summary = study.report()  # none stored yet: written
+    assert summary.verdict and [v.name for v in summary.variants] == [v.name for v in plan.variants]
+    key = f"studies/{plan.study_id}/report/summary.json"
+    tag = store.etag(key)
+    again = study.report()  # read back, not rewritten
+    assert again == summary and store.etag(key) == tag
