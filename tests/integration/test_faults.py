@@ -374,7 +374,7 @@ def test_a_run_over_the_time_limit_fails_with_the_reason_and_the_worker_goes_on(
         cluster,
         lambda: (
             (found := read_status(c.store, study.run_ids[0]))
-            and "time limit" in found.error
+            and "exceeded the run time limit" in found.error
             and found
         ),
         pace(cluster).deadline(),
