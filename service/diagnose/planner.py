@@ -30,6 +30,7 @@ from service.diagnose.models import (
 from service.diagnose.repair import findings, outranked, screening_fixes
 from service.diagnose.search import (
     active_symptoms,
+    glaring_causes,
     last_tier,
     search_reason,
     search_variants,
@@ -179,6 +180,9 @@ def _search(
         variants, notes, tier, reason = [], [], searches, ""
         while not variants and tier <= last_tier(symptoms):
             causes = tier_causes(symptoms, tier)
+            if tier == 0:  # what the config itself points at comes first
+                glaring = glaring_causes(space.full, symptoms)
+                causes = list(dict.fromkeys([*glaring, *causes]))
             variants, notes = space.new(search_variants(causes, space.full))
             reason = search_reason(symptoms, causes, tier)
             tier += 1

@@ -65,6 +65,31 @@ def _imbalance_learned(symptoms: list[Symptom]) -> bool:
     )
 
 
+STRONG_L2 = 0.01
+STRONG_DROPOUT = 0.6
+STRONG_CONV_DROPOUT = 0.4
+STRONG_ROTATION = 0.25
+"""Settings far past the usual range (L2 1e-4 to 1e-3, dropout up to 0.5, rotations of a
+few degrees): an engineer reading such a config suspects it at once."""
+
+
+def glaring_causes(baseline: dict[str, Any], symptoms: list[Symptom]) -> list[str]:
+    """Causes the baseline's own config points at (regularization or augmentation far past the
+    usual range) that could explain one of its symptoms: searched in the first stage, beside
+    the symptoms' own first candidates, instead of only after those found nothing."""
+    model, augmentation = baseline["model"], baseline.get("augmentation") or {}
+    found = []
+    if (
+        (model.get("l2") or 0.0) >= STRONG_L2
+        or (model.get("dropout") or 0.0) >= STRONG_DROPOUT
+        or (model.get("conv_dropout") or 0.0) >= STRONG_CONV_DROPOUT
+    ):
+        found.append("over_regularization")
+    if augmentation.get("vertical_flip") or (augmentation.get("rotation") or 0.0) >= STRONG_ROTATION:
+        found.append("harmful_augmentation")
+    return [c for c in found if any(c in causes_of(s.rule) for s in symptoms)]
+
+
 def causes_of(symptom: str) -> tuple[str, ...]:
     return CANDIDATES.get(symptom) or ((FALLBACK[symptom],) if symptom in FALLBACK else ())
 

@@ -426,3 +426,23 @@ def test_test_accuracy_above_validation_says_labels_look_noisy_and_is_searched_f
     assert found.variants[0].overrides == {"training.label_smoothing": 0.1}
     assert "mislabelled" in found.reason
     assert_buildable(found)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [({"l2": 0.1}, {"no l2"}), ({"dropout": 0.9, "conv_dropout": 0.5}, {"no dropout", "no conv dropout"})],
+)
+def test_a_chance_baseline_with_glaring_regularization_searches_its_removal_first(model, expected):
+    base = config({f"model.{k}": v for k, v in model.items()})
+    found = plan(summarize({"baseline": CHANCE}, base=base), [BASELINE_DONE], base=base)
+    names = [v.name for v in found.variants]
+    assert expected <= set(names), names
+    assert set(names[: len(expected)]) == expected  # before the learning-rate range
+    assert any(v.factor == "learning_rate" for v in found.variants)  # which still comes
+    assert_buildable(found, base=base)
+
+
+def test_usual_regularization_does_not_jump_the_learning_rate_range():
+    base = config({"model.l2": 0.0001, "model.dropout": 0.5})
+    found = plan(summarize({"baseline": CHANCE}, base=base), [BASELINE_DONE], base=base)
+    assert {v.factor for v in found.variants} == {"learning_rate"}
