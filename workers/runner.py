@@ -2,8 +2,9 @@
 both call this function; it owns no queue and no process management.
 
 Order of writes: run.json, status.json (running), one checkpoint per epoch (each followed by
-status.json, both from the checkpoint writer's thread), model.keras, metrics.json (last: its
-presence means success), status.json (succeeded).
+status.json, both from the checkpoint writer's thread), model.keras, held_out.json (an
+out-of-fold run's predictions), metrics.json (last: its presence means success), status.json
+(succeeded).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from workers.callbacks import EpochRecorder
 from workers.checkpoint import TrainingState
 from workers.environment import describe_environment
 from workers.evaluation import epoch_timings, evaluate
+from workers.holdout import hold_out, store_held_out
 from workers.hooks import NO_HOOKS, LeaseLost, RunHooks, RunResult, StopReason, TimeLimitReached
 from workers.model import build_model
 from workers.optim import build_optimizer, loss_for, set_learning_rate
@@ -141,6 +143,7 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: Run
         )
     num_classes = data.info.num_classes
     one_hot = training.label_smoothing > 0
+    data, held = hold_out(data, config)  # an out-of-fold run trains without its fold
 
     # A fresh graph per run: a worker process trains many runs one after another. The previous
     # run's objects were collected when it ended (`devices.release_run_memory`).
@@ -244,6 +247,8 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: Run
         path = Path(tmp) / "model.keras"
         model.save(path)
         store.put_file(run_key(run_spec.run_id, "model.keras"), path, "application/zip")
+    if held is not None:  # before metrics.json: a succeeded out-of-fold run has its predictions
+        store_held_out(store, run_spec.run_id, config, model, held, data.class_names)
 
     tensorboard_seconds = _tensorboard(store, run_spec, status, test, bound)
     readings = devices.memory_readings()

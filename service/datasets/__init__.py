@@ -65,6 +65,9 @@ class SplitArrays:
     y_test: np.ndarray
     class_names: list[str]
     info: DatasetInfo
+    train_index: np.ndarray | None = None
+    """Each training sample's index in the source's own training data (the npz's x_train,
+    digits' order, an image folder's sorted files): its identity in the user's dataset."""
 
 
 def inspect(spec: AnyDataset, field: str = "dataset") -> DatasetInfo:
@@ -106,6 +109,7 @@ def load(spec: AnyDataset, field: str = "dataset") -> SplitArrays:
         y_test=np.asarray(y_test, dtype=np.int64),
         class_names=list(source.class_names),
         info=info,
+        train_index=split.train,
     )
 
 

@@ -97,6 +97,27 @@ def _split(
     return np.asarray(keep, dtype=np.int64), np.asarray(held, dtype=np.int64)
 
 
+def fold_of(y_train: np.ndarray, folds: int, split_seed: int, field: str) -> np.ndarray:
+    """The fold (0 .. folds - 1) of each sample of the training split: stratified (each class's
+    samples dealt round-robin to the folds, in an order drawn by `split_seed`) and balanced
+    (fold sizes differ by at most one). The run's seed plays no part, so the `folds` runs of one
+    config hold out disjoint folds that together cover the split."""
+    y = np.asarray(y_train, dtype=np.int64)
+    if folds > len(y):
+        raise DatasetError(
+            field, f"{folds} folds of a training split of {len(y)} samples leave a fold empty"
+        )
+    rng = np.random.default_rng(split_seed)
+    # Every class's samples in a random order, classes one after another: dealing this sequence
+    # round-robin spreads each class evenly over the folds and keeps their sizes within one.
+    order = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == label)) for label in np.unique(y)]
+    )
+    assignment = np.empty(len(y), dtype=np.int64)
+    assignment[order] = np.arange(len(y)) % folds
+    return assignment
+
+
 def scale(
     x_train: np.ndarray, others: list[np.ndarray], mode: str
 ) -> tuple[np.ndarray, list[np.ndarray]]:

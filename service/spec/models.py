@@ -205,6 +205,7 @@ LATER_TRAINING_DEFAULTS: dict[str, Any] = {
     "class_weight": None,
     "resample": "none",
     "train_fraction": 1.0,
+    "holdout": None,
 }
 """Training options left out of the canonical dump at their default (run ids unchanged)."""
 
@@ -213,6 +214,23 @@ class EarlyStopping(StrictModel):
     monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
     patience: Patience = 5
     min_delta: Annotated[float, Field(ge=0.0, le=1e6)] = 0.0
+
+
+class Holdout(StrictModel):
+    """Hold out one fold of the training split: the run trains on the other `folds - 1` and
+    stores its predicted class probabilities for the held-out fold (out-of-fold predictions,
+    for finding mislabelled samples). Folds are stratified and drawn by the dataset's
+    `split_seed`, never the run's seed, so the `folds` runs of one config partition the split."""
+
+    folds: Annotated[int, Field(ge=2, le=20)]
+    fold: Annotated[int, Field(ge=0, lt=20)]
+    """Which fold is held out, 0 .. folds - 1."""
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> Holdout:
+        if self.fold >= self.folds:
+            raise ValueError(f"fold must be between 0 and folds - 1 = {self.folds - 1} (got {self.fold})")
+        return self
 
 
 class TrainingSpec(StrictModel):
@@ -239,6 +257,9 @@ class TrainingSpec(StrictModel):
     """Train on this stratified share of the training split (nested: 0.25 is inside 0.5), for
     a learning curve. The validation and test splits are untouched, and an epoch still draws
     as many samples as the whole training split, so every fraction gets the same updates."""
+    holdout: Holdout | None = None
+    """Out-of-fold run: `{folds: K, fold: i}` trains without fold i of the training split and
+    writes that fold's predictions (`held_out.json` in the run's folder)."""
 
     @model_serializer(mode="wrap")
     def _without_defaults_of_later_options(
