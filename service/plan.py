@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from service import datasets
 from service.datasets.balance import check_class_weight
+from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
 from service.errors import DatasetError, SpecError
 from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
@@ -55,12 +56,13 @@ class Plan(BaseModel):
         return self.document().model_dump(mode="json")
 
 
-def build_plan(spec: StudySpec, source: str = "<spec>") -> Plan:
-    """Expand `spec`; raises `SpecError` (naming the field) for any bad factor, path or dataset."""
+def build_plan(spec: StudySpec, source: str = "<spec>", data: DataOptions = DEFAULT_DATA_OPTIONS) -> Plan:
+    """Expand `spec`; raises `SpecError` (naming the field) for any bad factor, path or dataset.
+    `data`: the operator's dataset settings (allowed folders, size limit), read by the caller."""
     baseline = spec.baseline().model_dump(mode="json", context=FULL_DUMP)  # later options settable by path
     _check_size_before_expanding(spec, source)
     candidates = list(_variants(spec, baseline, source))
-    variants, runs = expand(spec, candidates, spec.ablation.seed_list, source)
+    variants, runs = expand(spec, candidates, spec.ablation.seed_list, source, data=data)
     return Plan(study_id=study_id(spec), spec=spec, variants=_unique_names(variants), runs=runs)
 
 
@@ -70,6 +72,7 @@ def expand(
     seeds: list[int],
     source: str = "<spec>",
     max_runs: int | None = None,
+    data: DataOptions = DEFAULT_DATA_OPTIONS,
 ) -> tuple[list[Variant], dict[str, RunSpec]]:
     """Variants and runs of `candidates` (name, factor, overrides, the spec field that produced
     them) around the spec's baseline, one run per seed, each checked as a spec's own variants
@@ -111,7 +114,7 @@ def expand(
         data_key = canonical_json(config.dataset.model_dump(mode="json"))
         if data_key not in infos:
             try:
-                infos[data_key] = datasets.inspect(config.dataset)
+                infos[data_key] = datasets.inspect(config.dataset, options=data)
             except DatasetError as exc:
                 raise SpecError(source, [(exc.field, str(exc).removeprefix(f"{exc.field}: "))]) from None
         info = infos[data_key]

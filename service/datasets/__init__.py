@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.datasets import builtin, image_folder, npz, synthetic
+from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
 from service.datasets.source import Source
 from service.datasets.splits import scale, split_indices, split_sizes
 from service.errors import DatasetError
@@ -25,7 +26,7 @@ from service.spec.datasets import (
     SyntheticDataset,
 )
 
-__all__ = ["DatasetInfo", "SplitArrays", "inspect", "load"]
+__all__ = ["DataOptions", "DatasetInfo", "SplitArrays", "inspect", "load"]
 
 AnyDataset = DigitsDataset | SyntheticDataset | KerasDataset | NpzDataset | ImageFolderDataset
 
@@ -36,9 +37,9 @@ _READERS: dict[str, Callable[..., Source]] = {
     "cifar10": builtin.read_keras,
     "cifar100": builtin.read_keras,
     "synthetic": synthetic.read,
-    "npz": npz.read,
-    "image_folder": image_folder.read,
 }
+_FILE_READERS: dict[str, Callable[..., Source]] = {"npz": npz.read, "image_folder": image_folder.read}
+"""Kinds read from files: they obey the `DataOptions` (allowed folders, size limit, S3 cache)."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ class SplitArrays:
     digits' order, an image folder's sorted files): its identity in the user's dataset."""
 
 
-def inspect(spec: AnyDataset, field: str = "dataset") -> DatasetInfo:
+def inspect(spec: AnyDataset, field: str = "dataset", options: DataOptions = DEFAULT_DATA_OPTIONS) -> DatasetInfo:
     """Validate the dataset without TensorFlow or downloads and return its identity and sizes."""
-    source = _read(spec, field, arrays=False)
+    source = _read(spec, field, options, arrays=False)
     has_test = source.n_test is not None
     if source.y_train is None:  # keras.datasets: labels unknown until downloaded
         n_train, n_val, n_test = split_sizes(
@@ -87,9 +88,9 @@ def inspect(spec: AnyDataset, field: str = "dataset") -> DatasetInfo:
     return _info(source, n_train, n_val, source.n_test if has_test else n_test)
 
 
-def load(spec: AnyDataset, field: str = "dataset") -> SplitArrays:
+def load(spec: AnyDataset, field: str = "dataset", options: DataOptions = DEFAULT_DATA_OPTIONS) -> SplitArrays:
     """Load, validate, split (by `split_seed`) and scale the dataset. Used by the training worker."""
-    source = _read(spec, field, arrays=True)
+    source = _read(spec, field, options, arrays=True)
     x, y = source.x_train, source.y_train
     split = split_indices(
         y, source.n_test is not None, spec.validation_split, spec.test_split, spec.split_seed, field
@@ -113,7 +114,9 @@ def load(spec: AnyDataset, field: str = "dataset") -> SplitArrays:
     )
 
 
-def _read(spec: AnyDataset, field: str, arrays: bool) -> Source:
+def _read(spec: AnyDataset, field: str, options: DataOptions, arrays: bool) -> Source:
+    if spec.kind in _FILE_READERS:
+        return _FILE_READERS[spec.kind](spec, field, arrays, options)
     reader = _READERS.get(spec.kind)
     if reader is None:
         raise DatasetError(f"{field}.kind", f"unknown dataset kind {spec.kind!r}")

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from service import datasets
+from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
 from service.diagnose.models import CONFIRM_SUFFIX, REPAIRED, DataShape, Findings, Stage
 from service.diagnose.planner import next_stage
 from service.diagnose.repair import findings
@@ -82,6 +83,7 @@ def run_diagnosis(
     on_round: Callable[[RoundDocument, SubmitReport], None] | None = None,
     on_progress: Callable[[StudyStatus], None] | None = None,
     poll_seconds: float = 2.0,
+    data: DataOptions = DEFAULT_DATA_OPTIONS,
 ) -> Diagnosis:
     """Diagnose the baseline of `spec` in stages until the planner is done or the budget
     (`budget_runs`, at most the spec's `ablation.max_runs`) is spent."""
@@ -91,7 +93,7 @@ def run_diagnosis(
     budget = min(budget_runs or default_budget(spec), spec.ablation.max_runs)
     max_seeds = max_seeds or spec.ablation.max_seeds or max(2 * len(seeds), 5)
     baseline = spec.baseline().model_dump(mode="json")
-    info = datasets.inspect(spec.baseline().dataset)
+    info = datasets.inspect(spec.baseline().dataset, options=data)
     data = DataShape(
         input_shape=info.input_shape, num_classes=info.num_classes, test_samples=info.test_size
     )
@@ -107,7 +109,7 @@ def run_diagnosis(
         if stage is None:
             return None
         candidates = [variant.candidate() for variant in stage.variants]
-        variants, runs = expand(spec, candidates, stage.seeds, source, max_runs=budget)
+        variants, runs = expand(spec, candidates, stage.seeds, source, max_runs=budget, data=data)
         return RoundDocument(
             study_id=study_id,
             index=stage.index,

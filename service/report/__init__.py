@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from service.errors import KeyNotFound, StoreError
+from service.holdout import HeldOutPredictions, read_held_out
 from service.lifecycle import (
     RepairDocument,
     RoundDocument,
@@ -25,6 +26,7 @@ from service.lifecycle import (
     run_key,
     study_key,
 )
+from service.report.label_issues import is_out_of_fold
 from service.report.models import RunRecord, StudyData, Summary, VariantRecord
 from service.spec import spec_from_data
 from service.store.base import Store
@@ -57,14 +59,31 @@ def gather_document(
         )
         for variant in document["variants"]
     ]
+    # Out-of-fold runs are no variant: kept apart, so no comparison or claim sees them.
+    out_of_fold = [v for index, v in enumerate(variants) if index and is_out_of_fold(v)]
     return StudyData(
         study_id=document["study_id"],
         spec=document["spec"],
-        variants=variants,
+        variants=[v for v in variants if not any(v is o for o in out_of_fold)],
         dataset=_facts(document["spec"]) if with_facts else None,
         stages=_rounds(store, document["study_id"]),
         repair=_repair(store, document["study_id"]),
+        out_of_fold=out_of_fold,
+        held_out=_held_out(store, out_of_fold),
     )
+
+
+def _held_out(store: Store, variants: list[VariantRecord]) -> dict[str, HeldOutPredictions]:
+    """The stored predictions of the succeeded out-of-fold runs."""
+    found = {}
+    for variant in variants:
+        for run in variant.runs:
+            if run.state == RunState.SUCCEEDED.value and run.run_id not in found:
+                try:
+                    found[run.run_id] = read_held_out(store, run.run_id)
+                except KeyNotFound:
+                    continue
+    return found
 
 
 def _rounds(store: Store, study_id: str) -> list[RoundDocument]:
@@ -98,10 +117,14 @@ def _run_record(store: Store, run_id: str) -> RunRecord:
 
 
 def _facts(spec: dict[str, Any]):
+    # The reporter's one read of the user's data: the operator's dataset settings (allowed
+    # folders, size limit) are read here, where the reporter reaches the datasets.
+    from service.datasets.options import DataOptions
     from service.report.data_facts import dataset_facts
+    from service.settings import get_settings
 
     try:
-        return dataset_facts(spec_from_data(spec).dataset)
+        return dataset_facts(spec_from_data(spec).dataset, DataOptions.from_settings(get_settings()))
     except Exception:  # the report must not fail because the data moved; the rules skip
         return None
 

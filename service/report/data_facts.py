@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from service import datasets
+from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
 from service.errors import DatasetError
 from service.report.configs import variant_config
 from service.report.models import DatasetFacts, Finding, StudyData
@@ -20,13 +21,13 @@ from service.report.models import DatasetFacts, Finding, StudyData
 DOWNLOADED_KINDS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
 
 
-def dataset_facts(dataset_spec) -> DatasetFacts | None:
-    """Facts about the training and test splits of `dataset_spec`; None when the data is a
-    keras.datasets classic or cannot be read."""
+def dataset_facts(dataset_spec, options: DataOptions = DEFAULT_DATA_OPTIONS) -> DatasetFacts | None:
+    """Facts about the training and test splits of `dataset_spec`, read as `options` allow;
+    None when the data is a keras.datasets classic or cannot be read."""
     if dataset_spec.kind in DOWNLOADED_KINDS:
         return None
     try:
-        data = datasets.load(dataset_spec.model_copy(update={"scale": "none"}))
+        data = datasets.load(dataset_spec.model_copy(update={"scale": "none"}), options=options)
     except DatasetError:
         return None
     counts = np.bincount(data.y_train, minlength=len(data.class_names))

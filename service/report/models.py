@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from service.holdout import HeldOutPredictions
 from service.lifecycle import RepairDocument, RoundDocument, RunMetrics, RunStatus
 
 SUMMARY_SCHEMA_VERSION = 3
@@ -69,6 +70,11 @@ class StudyData:
     stages: list[RoundDocument] = field(default_factory=list)
     """The rounds of a study planned in rounds (a staged diagnosis), in order."""
     repair: RepairDocument | None = None
+    out_of_fold: list[VariantRecord] = field(default_factory=list)
+    """Variants of out-of-fold runs (`training.holdout`): kept out of `variants`, so no
+    comparison sees them; the label-issue list reads them."""
+    held_out: dict[str, HeldOutPredictions] = field(default_factory=dict)
+    """run_id -> the held-out predictions of each succeeded out-of-fold run."""
 
 
 # Output: summary.json
@@ -405,6 +411,39 @@ class StageRecord(_Model):
     runs: int
 
 
+class LabelIssue(_Model):
+    """A training sample whose given label is likely wrong."""
+
+    sample: int
+    """Its index in the source's training data (the npz's x_train, digits, an image folder's
+    sorted files)."""
+    name: str
+    """Its identity in the user's dataset: `x_train[17]`, `digits[17]`, `cats/017.png`."""
+    given: str
+    """The class its label gives."""
+    predicted: str
+    """The class the out-of-fold model predicts."""
+    given_confidence: float
+    """The out-of-fold probability of the given label (self-confidence; lowest first)."""
+    predicted_confidence: float
+
+
+class LabelIssues(_Model):
+    """The training samples most likely mislabelled (confident learning on out-of-fold runs)."""
+
+    method: str
+    folds: int
+    runs: list[str]
+    """The out-of-fold runs merged (run ids)."""
+    samples: int
+    """Training samples scored (each by a model that never saw it)."""
+    flagged: int
+    """Samples cleanlab flags as likely mislabelled."""
+    top: list[LabelIssue]
+    """The most likely mislabelled first (at most 20)."""
+    note: str = ""
+
+
 class Summary(_Model):
     schema_version: int = SUMMARY_SCHEMA_VERSION
     study_id: str
@@ -445,3 +484,6 @@ class Summary(_Model):
     """A staged diagnosis's path: each stage, why it was planned, what it trained."""
     repair: RepairDocument | None = None
     """What a staged diagnosis repaired (None for other studies)."""
+    label_issues: LabelIssues | None = None
+    """The training samples most likely mislabelled, when the study holds every fold of a
+    config's out-of-fold runs (a staged diagnosis that searched label noise)."""

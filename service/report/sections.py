@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.report.formatting import interval, number, p_value, pct, points
-from service.report.models import Cause, Factorial, Summary
+from service.report.models import Cause, Factorial, LabelIssues, Summary
 
 
 @dataclass
@@ -48,6 +48,7 @@ def sections(summary: Summary) -> list[Section]:
         _causes(summary),
         *([_factorial(summary.factorial)] if summary.factorial is not None else []),
         _symptoms(summary),
+        *([_label_issues(summary.label_issues)] if summary.label_issues is not None else []),
         _strengths(summary),
         _inconclusive(summary),
         *([_stages(summary)] if summary.stages else []),
@@ -100,6 +101,40 @@ def _stages(summary: Summary) -> Section:
             for stage in summary.stages
         ],
         ordered=True,
+    )
+
+
+def _label_issues(found: LabelIssues) -> Section:
+    """The training samples most likely mislabelled: one row per sample, as the user finds it."""
+    intro = (
+        f"cleanlab flags {found.flagged} of {found.samples} training samples "
+        f"({pct(found.flagged / max(1, found.samples))}) as likely mislabelled: each sample was "
+        f"scored by a model that never trained on it ({found.folds} out-of-fold runs, each "
+        "holding out one fold of the training split; these runs are not variants and no "
+        "comparison uses them). Check the listed labels first: relabel or drop the wrong ones."
+    )
+    if found.note:
+        intro += " " + _sentence(found.note)
+    rows = [
+        (
+            issue.name,
+            f"labelled {issue.given}, predicted {issue.predicted} ({pct(issue.predicted_confidence)}); "
+            f"confidence in the given label {pct(issue.given_confidence)}",
+        )
+        for issue in found.top
+    ]
+    items = (
+        [Item(title=f"The {len(rows)} most likely mislabelled, lowest confidence in the given "
+                    "label first", badge="data", rows=rows)]
+        if rows
+        else []
+    )  # fmt: skip
+    return Section(
+        "label_issues",
+        "Training samples most likely mislabelled",
+        intro=intro,
+        items=items,
+        empty="No sample is flagged.",
     )
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from service.lifecycle import RunState
 from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
+from service.report.label_issues import label_issues
 from service.report.labels import short_labels
 from service.report.models import (
     RunRecord,
@@ -78,6 +79,7 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
             for stage in data.stages
         ],
         repair=data.repair,
+        label_issues=label_issues(data),
     )
     return summary, files
 

@@ -99,6 +99,8 @@ def answer(summary: Summary) -> Group:
             parts.append(Text.from_markup(f"     {escape(cause.advice)}"))
     if len(summary.causes) > TOP_CAUSES:
         parts.append(Text(f"  ... and {len(summary.causes) - TOP_CAUSES} more in the report"))
+    if summary.label_issues is not None:
+        parts += _label_issue_lines(summary)
     factorial = summary.factorial
     if factorial is not None and factorial.model != "none":
         ranked = sorted(factorial.factors, key=lambda f: -(f.eta_squared or 0.0))
@@ -113,6 +115,29 @@ def answer(summary: Summary) -> Group:
             Text(f"  next: {summary.next_steps.next_study} beside the report {summary.next_steps.next_study_reason}")
         )
     return Group(*parts)
+
+
+LISTED_LABEL_ISSUES = 5
+"""Mislabelled samples named in the terminal; the report lists more."""
+
+
+def _label_issue_lines(summary: Summary) -> list[Text]:
+    found = summary.label_issues
+    lines = [
+        Text(
+            f"  labels: cleanlab flags {found.flagged} of {found.samples} training samples as "
+            f"likely mislabelled ({found.folds} out-of-fold runs)"
+            + (f"; the {len(found.top)} likeliest are in the report" if found.top else "")
+        )
+    ]
+    for issue in found.top[:LISTED_LABEL_ISSUES]:
+        lines.append(
+            Text(
+                f"     {issue.name}: labelled {issue.given}, predicted {issue.predicted} "
+                f"(confidence in the label {pct(issue.given_confidence)})"
+            )
+        )
+    return lines
 
 
 def _dotted(changes: dict) -> str:
