@@ -38,13 +38,14 @@ BFLOAT16_CAPABILITY = (8, 0)
 
 
 
-def configure_gpu_memory() -> dict[str, Any]:
-    """The process's threads, GPU check and memory policy (`workers.process_setup`): once per
-    process, before TensorFlow first touches a GPU. Raises a `DeviceError` rather than train
-    on the CPU, or uncapped, by accident. Returns what was set, for metrics.json."""
+def configure_gpu_memory(gpu_memory_mb: int | None = None) -> dict[str, Any]:
+    """The process's threads, GPU check and memory policy (`workers.process_setup`; a cap of
+    `gpu_memory_mb`, else memory growth): once per process, before TensorFlow first touches a
+    GPU. Raises a `DeviceError` rather than train on the CPU, or uncapped, by accident. Returns
+    what was set, for metrics.json."""
     from workers.process_setup import configure_process
 
-    return configure_process()
+    return configure_process(gpu_memory_mb=gpu_memory_mb)
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ building, and the output layer stays float32 whatever the policy.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 import keras
 
@@ -27,9 +28,14 @@ class ModelConfigError(AblateError):
 
 
 def build_model(
-    config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int
+    config: TrainConfig,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    factory_modules: Sequence[str] | None = None,
 ) -> keras.Model:
-    """An uncompiled model mapping `input_shape` images to `num_classes` softmax probabilities."""
+    """An uncompiled model mapping `input_shape` images to `num_classes` softmax probabilities.
+    A `model.factory` runs only from a module `factory_modules` allows (None: any; see
+    `service.factories.allowed_prefixes`)."""
     spec = config.model
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
@@ -39,7 +45,7 @@ def build_model(
         x = layer(x)
 
     if spec.factory is not None:
-        user_model = _call_factory(spec.factory, config, input_shape, num_classes)
+        user_model = _call_factory(spec.factory, config, input_shape, num_classes, factory_modules)
         return keras.Model(inputs, _float32_outputs(user_model(x)), name="factory_model")
 
     # Feature extractor
@@ -204,12 +210,16 @@ def _conv_output_size(
 
 
 def _call_factory(
-    path: str, config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int
+    path: str,
+    config: TrainConfig,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    factory_modules: Sequence[str] | None,
 ) -> keras.Model:
     module_name, _, function_name = path.partition(":")
     try:
         # Before anything of the module runs: is it allowed here, and is it the planned code?
-        factories.check_allowed(path)
+        factories.check_allowed(path, factory_modules)
         digest = factories.source_digest(path)
     except factories.FactoryError as error:
         raise ModelConfigError(str(error)) from None

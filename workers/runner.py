@@ -45,6 +45,7 @@ from workers.hooks import NO_HOOKS, LeaseLost, RunHooks, RunResult, StopReason, 
 from workers.model import build_model
 from workers.optim import build_optimizer, loss_for, set_learning_rate
 from workers.pipeline import class_weights, eval_dataset, training_dataset
+from workers.run_options import DEFAULT_RUN_OPTIONS, RunOptions
 from workers.tensorboard import write_events
 
 log = structlog.get_logger(__name__)
@@ -57,7 +58,9 @@ class DatasetChanged(AblateError):
     """The data on disk no longer matches the fingerprint the run was planned with."""
 
 
-def run(run_spec: RunSpec, store: Store, hooks: RunHooks = NO_HOOKS) -> RunResult:
+def run(
+    run_spec: RunSpec, store: Store, hooks: RunHooks = NO_HOOKS, options: RunOptions = DEFAULT_RUN_OPTIONS
+) -> RunResult:
     """Train `run_spec` (or reuse its stored result) and return how it ended.
 
     After each epoch's checkpoint the recorder asks `hooks` whether to stop, and the runner
@@ -66,7 +69,8 @@ def run(run_spec: RunSpec, store: Store, hooks: RunHooks = NO_HOOKS) -> RunResul
     `queued` for another attempt to resume (`RunResult.handed_back`); out of time, it raises
     `TimeLimitReached`, recorded as failed. The lease's fence (`hooks.owns_run`) is asked
     before every write once training started: when it says no, this attempt is stale and stops
-    with `LeaseLost`, writing nothing more.
+    with `LeaseLost`, writing nothing more. `options`: the operator's settings (datasets, model
+    factories, GPU memory), read once by the caller.
     """
     run_id = run_spec.run_id
     existing = _stored_result(store, run_id)
@@ -76,7 +80,7 @@ def run(run_spec: RunSpec, store: Store, hooks: RunHooks = NO_HOOKS) -> RunResul
     bound = log.bind(run_id=run_id)
     # Before anything is written: a process that cannot train as configured (pinned to a GPU
     # TensorFlow does not list, a cap it refused) raises a DeviceError and leaves the run queued.
-    devices.configure_gpu_memory()
+    devices.configure_gpu_memory(options.gpu_memory_mb)
     write_run_document(store, run_spec)
     previous = read_status(store, run_id)
     status = RunStatus(
@@ -91,7 +95,7 @@ def run(run_spec: RunSpec, store: Store, hooks: RunHooks = NO_HOOKS) -> RunResul
     )
     write_status(store, status)
     try:
-        return _train(run_spec, store, status, bound, hooks)
+        return _train(run_spec, store, status, bound, hooks, options)
     except LeaseLost:
         bound.warning("lease lost: a newer attempt owns the run; nothing written")
         raise
@@ -130,11 +134,13 @@ def _stored_result(store: Store, run_id: str) -> RunResult | None:
     return None
 
 
-def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: RunHooks) -> RunResult:
+def _train(
+    run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: RunHooks, options: RunOptions
+) -> RunResult:
     started = time.perf_counter()
     config = run_spec.config
     training = config.training
-    data = datasets.load(config.dataset)
+    data = datasets.load(config.dataset, options=options.data)
     if data.info.fingerprint != run_spec.dataset_fingerprint:
         raise DatasetChanged(
             f"dataset: the data changed since the study was planned "
@@ -147,7 +153,7 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: Run
 
     # A fresh graph per run: a worker process trains many runs one after another. The previous
     # run's objects were collected when it ended (`devices.release_run_memory`).
-    memory = devices.configure_gpu_memory()  # before TensorFlow first touches the GPU
+    memory = devices.configure_gpu_memory(options.gpu_memory_mb)  # before TensorFlow first touches the GPU
     devices.freeze_imports()
     keras.backend.clear_session(free_memory=False)
     devices.reset_peak_memory()
@@ -157,7 +163,7 @@ def _train(run_spec: RunSpec, store: Store, status: RunStatus, bound, hooks: Run
     )
     keras.mixed_precision.set_global_policy(precision.policy)
     xla = devices.choose_xla(config)
-    model = build_model(config, data.info.input_shape, num_classes)
+    model = build_model(config, data.info.input_shape, num_classes, options.factory_modules)
     # With XLA a batch of another shape is another compilation: the short last batch of every
     # epoch would be compiled too. Drop it instead (and record how many samples that is).
     samples = len(data.x_train)

@@ -24,6 +24,8 @@ class StageVariant(BaseModel):
     name: str
     factor: str | None
     overrides: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] | None = None
+    """Trained on these seeds instead of the stage's (an out-of-fold run: one seed)."""
 
     def candidate(
         self, field: str = "ablation.strategy"
@@ -47,7 +49,7 @@ class Stage(BaseModel):
     @property
     def runs(self) -> int:
         """Runs the stage asks for at most (identical configs share runs)."""
-        return len(self.variants) * len(self.seeds)
+        return sum(len(v.seeds if v.seeds is not None else self.seeds) for v in self.variants)
 
     @classmethod
     def from_round(cls, document: Any) -> Stage:

@@ -35,6 +35,7 @@ from service.diagnose.search import (
     search_reason,
     search_variants,
     tier_causes,
+    whole_fold_sets,
 )
 from service.identity import canonical_json
 from service.plan import diagnose_battery
@@ -152,11 +153,21 @@ class _Space:
 
 
 def _cut(variants: list[StageVariant], seeds: int, budget: int) -> tuple[list[StageVariant], str]:
-    keep = budget // max(1, seeds)
-    if len(variants) <= keep:
+    """The most direct variants whose runs (each on the stage's seeds, or its own) fit `budget`;
+    out-of-fold runs only as a whole set."""
+    kept, used = [], 0
+    for variant in variants:
+        cost = len(variant.seeds) if variant.seeds is not None else max(1, seeds)
+        if used + cost > budget:
+            break
+        kept.append(variant)
+        used += cost
+    kept = whole_fold_sets(kept, variants)
+    if len(kept) == len(variants):
         return variants, ""
-    return variants[:keep], (
-        f"The budget ({budget} runs left) keeps the {keep} most direct of {len(variants)} variants."
+    return kept, (
+        f"The budget ({budget} runs left) keeps the {len(kept)} most direct of {len(variants)} "
+        "variants."
     )
 
 
@@ -183,7 +194,7 @@ def _search(
             if tier == 0:  # what the config itself points at comes first
                 glaring = glaring_causes(space.full, symptoms)
                 causes = list(dict.fromkeys([*glaring, *causes]))
-            variants, notes = space.new(search_variants(causes, space.full))
+            variants, notes = space.new(search_variants(causes, space.full, seeds[0]))
             reason = search_reason(symptoms, causes, tier)
             tier += 1
     variants, cut = _cut(variants, len(seeds), budget)

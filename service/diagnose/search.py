@@ -16,11 +16,17 @@ from typing import Any
 from service.diagnose.models import StageVariant
 from service.diagnose.remedies import SEARCHED, rate_range, remedies
 from service.report.diagnosis import CANDIDATES, EXPLAINS, FALLBACK, TRAINING_TROUBLE
+from service.report.label_issues import HOLDOUT_PATH
 from service.report.models import Summary, Symptom
 from service.report.rules.thresholds import MIN_GAIN
 
 TIER_WIDTH = 2
 """Candidate causes of each symptom per search stage."""
+FOLDS = 4
+"""Out-of-fold runs of the baseline when label noise is searched: each trains on 3/4 of the
+training split (close to the baseline) and predicts the other quarter."""
+OUT_OF_FOLD = "out_of_fold"
+"""The factor of out-of-fold runs: never compared, confirmed or merged into the repair."""
 RATE_CAUSES = ("learning_rate_too_high", "learning_rate_too_low")
 
 
@@ -108,17 +114,48 @@ def last_tier(symptoms: list[Symptom]) -> int:
     return max(0, (longest - 1) // TIER_WIDTH)
 
 
-def search_variants(causes: list[str], baseline: dict[str, Any]) -> list[StageVariant]:
+def search_variants(
+    causes: list[str], baseline: dict[str, Any], seed: int = 0
+) -> list[StageVariant]:
     """The variants testing `causes`, most direct first. Both rate causes in one tier are one
-    log-spaced range in both directions, placed where the first of them ranks."""
+    log-spaced range in both directions, placed where the first of them ranks. Label noise
+    also trains the baseline's out-of-fold runs (on `seed` alone), for the report's list of
+    the samples most likely mislabelled."""
     found: list[StageVariant] = []
     for cause in causes:
+        if cause == "label_noise":  # its remedy first, then the out-of-fold runs
+            found += remedies(cause, baseline) + out_of_fold_variants(seed)
+            continue
         if cause in RATE_CAUSES and all(c in causes for c in RATE_CAUSES):
             if cause == next(c for c in causes if c in RATE_CAUSES):
                 found += rate_range(baseline, (-1, 1))
             continue
         found += remedies(cause, baseline)
     return found
+
+
+def out_of_fold_variants(seed: int, folds: int = FOLDS) -> list[StageVariant]:
+    """The baseline's `folds` out-of-fold runs: each holds one fold of the training split out and
+    predicts it. Not variants to compare (`service.report.label_issues` keeps them apart): the
+    report merges their predictions and lists the samples most likely mislabelled."""
+    return [
+        StageVariant(
+            name=f"baseline fold {fold + 1}/{folds}",
+            factor=OUT_OF_FOLD,
+            overrides={HOLDOUT_PATH: {"folds": folds, "fold": fold}},
+            seeds=[seed],
+        )
+        for fold in range(folds)
+    ]
+
+
+def whole_fold_sets(kept: list[StageVariant], offered: list[StageVariant]) -> list[StageVariant]:
+    """`kept` (a budget's cut of `offered`) without out-of-fold runs unless all of them are
+    kept: a set without one of its folds cannot score every training sample."""
+    folds = [v for v in offered if v.factor == OUT_OF_FOLD]
+    if all(any(v is k for k in kept) for v in folds):
+        return kept
+    return [v for v in kept if v.factor != OUT_OF_FOLD]
 
 
 def search_reason(symptoms: list[Symptom], causes: list[str], tier: int) -> str:
@@ -139,8 +176,10 @@ def search_reason(symptoms: list[Symptom], causes: list[str], tier: int) -> str:
     text = head + "Searching " + _series(list(dict.fromkeys(what))) + "."
     if "label_noise" in causes:
         text += (
-            " Test accuracy above validation points to noisy training labels: the report lists "
-            "the samples most likely mislabelled."
+            " Test accuracy above validation points to noisy training labels: the baseline is "
+            f"also trained {FOLDS} times on one seed, each run holding out one fold of the "
+            "training split, and from their out-of-fold predictions the report lists the "
+            "samples most likely mislabelled (confident learning)."
         )
     return text
 

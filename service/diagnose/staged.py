@@ -108,8 +108,16 @@ def run_diagnosis(
         stage = next_stage(baseline, stages, summary, budget - used, max_seeds, seeds, data)
         if stage is None:
             return None
-        candidates = [variant.candidate() for variant in stage.variants]
-        variants, runs = expand(spec, candidates, stage.seeds, source, max_runs=budget, data=data)
+        # The stage's seeds, and seeds of a variant's own (an out-of-fold run's one seed).
+        groups: dict[tuple[int, ...], list] = {}
+        for variant in stage.variants:
+            own = variant.seeds if variant.seeds is not None else stage.seeds
+            groups.setdefault(tuple(own), []).append(variant.candidate())
+        variants, runs = [], {}
+        for own, candidates in groups.items():
+            expanded, own_runs = expand(spec, candidates, list(own), source, max_runs=budget, data=data)
+            variants += expanded
+            runs.update(own_runs)
         return RoundDocument(
             study_id=study_id,
             index=stage.index,
