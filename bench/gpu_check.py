@@ -97,10 +97,11 @@ def child_cold_start(_: dict, started: float | None = None) -> dict:
 
 
 def child_memory_cap(args: dict) -> dict:
+    from service.settings import get_settings
     from workers.gpus import process_memory_mb
     from workers.process_setup import configure_process
 
-    setup = configure_process()
+    setup = configure_process(gpu_memory_mb=get_settings().gpu_memory_mb)
     import tensorflow as tf
 
     blocks, block_mb = [], 64

@@ -112,6 +112,7 @@ def bare_fit(run_json: str) -> dict:
 
     from service import datasets
     from service.identity import RunSpec
+    from service.settings import get_settings
     from workers import devices
     from workers.model import build_model
     from workers.optim import build_optimizer, loss_for
@@ -121,7 +122,7 @@ def bare_fit(run_json: str) -> dict:
     config, training = spec.config, spec.config.training
     data = datasets.load(config.dataset)
     classes, one_hot = data.info.num_classes, training.label_smoothing > 0
-    devices.configure_gpu_memory()
+    devices.configure_gpu_memory(get_settings().gpu_memory_mb)
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     precision = devices.choose_precision(training.mixed_precision, devices.gpu_compute_capabilities())

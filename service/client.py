@@ -22,6 +22,7 @@ import kombu.exceptions
 import redis
 
 from service.control import RunControl, redis_client
+from service.datasets.options import DataOptions
 from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport, VariantProgress
 from service.errors import AblateError, KeyNotFound
 from service.identity import RunSpec
@@ -61,27 +62,56 @@ class BrokerError(AblateError):
     """The broker (Redis) cannot be reached or refused us."""
 
 
+@contextlib.contextmanager
+def broker_errors(broker: str):
+    """Broker failures (refused connection, bad certificate, wrong password) become one clear
+    `BrokerError` naming the broker (`broker`: its URL without credentials)."""
+    try:
+        yield
+    except (redis.RedisError, kombu.exceptions.KombuError, OSError) as exc:
+        if isinstance(exc, AblateError):
+            raise
+        raise BrokerError(
+            f"cannot use the broker {broker}: {type(exc).__name__}: {exc} "
+            "(check ABLATE_BROKER_URL, ABLATE_REDIS_PASSWORD and, for rediss://, ABLATE_BROKER_CA_CERTS)"
+        ) from None
+
+
 class CeleryDispatcher(Dispatcher):
     """Dispatches runs to the workers: one `train_run` message each, sent by task name (the
-    client never imports training code). A queued or running run has a message: not resent."""
+    client never imports training code) to `queue`. A queued or running run has a message: not
+    resent. A broker that cannot be used raises `BrokerError`."""
 
     trusts_active = True
 
-    def __init__(self, client: AblationClient) -> None:
-        self.client = client
+    def __init__(self, celery, control: RunControl, store_url: str, queue: str, broker: str) -> None:
+        self.celery = celery
+        self.control = control
+        self.store_url = store_url
+        self.queue = queue
+        self.broker = broker
+        """The broker's URL without credentials, for messages."""
+
+    @classmethod
+    def of(cls, client: AblationClient) -> CeleryDispatcher:
+        """The dispatcher of `client`: its Celery app, Redis client, store and queue."""
+        settings = client.settings
+        return cls(client.celery, client.control, client.store.url, settings.queue, settings.broker_url_redacted())
 
     def check(self) -> None:
-        self.client.control.client.ping()
+        with broker_errors(self.broker):
+            self.control.client.ping()
 
     def message_id(self, run: RunSpec) -> str:
         return f"{run.run_id}-{uuid.uuid4().hex[:12]}"
 
     def dispatch(self, study_id: str, run: RunSpec, status: RunStatus) -> None:
-        self.client.control.uncancel([run.run_id])
-        message = TrainMessage.of(run, study_id, self.client.store.url)
-        self.client.celery.send_task(
-            TRAIN_TASK, kwargs=message.model_dump(mode="json"), queue=self.client.settings.queue, task_id=status.task_id
-        )
+        message = TrainMessage.of(run, study_id, self.store_url)
+        with broker_errors(self.broker):
+            self.control.uncancel([run.run_id])  # a run submitted again after a cancel trains
+            self.celery.send_task(
+                TRAIN_TASK, kwargs=message.model_dump(mode="json"), queue=self.queue, task_id=status.task_id
+            )
 
     def close(self) -> None:
         """The Celery app and the Redis client are the client's, closed with it."""
@@ -168,7 +198,7 @@ class AblationClient:
         settings = settings or get_settings()
         overrides = {k: v for k, v in {"broker_url": broker_url, "store": store_url, "queue": queue}.items() if v}
         self.settings = Settings(**{**settings.model_dump(), **overrides}) if overrides else settings
-        self.store = open_store(self.settings.store)
+        self.store = open_store(self.settings.store, self.settings.store_outage_seconds)
         self._celery = None
         self._control: RunControl | None = None
 
@@ -185,37 +215,24 @@ class AblationClient:
         return self._control
 
     def plan(self, spec: StudySpec | str | Path | dict) -> Plan:
+        data = DataOptions.from_settings(self.settings)
         if isinstance(spec, (str, Path)):
-            return build_plan(load_spec(spec), source=str(spec))
+            return build_plan(load_spec(spec), source=str(spec), data=data)
         if isinstance(spec, dict):
             spec = spec_from_data(spec)
-        return build_plan(spec)
+        return build_plan(spec, data=data)
 
     def submit(self, spec: StudySpec | str | Path | dict) -> Study:
         """Queue every run of `spec` that is not stored, queued or running; idempotent."""
         return self.submit_plan(self.plan(spec))
 
     def submit_plan(self, plan: Plan) -> Study:
-        with self._broker_errors():
+        with broker_errors(self.settings.broker_url_redacted()):
             return self._submit_plan(plan)
-
-    @contextlib.contextmanager
-    def _broker_errors(self):
-        """Broker failures (refused connection, bad certificate, wrong password) become one clear
-        error naming the broker, without its password."""
-        try:
-            yield
-        except (redis.RedisError, kombu.exceptions.KombuError, OSError) as exc:
-            if isinstance(exc, AblateError):
-                raise
-            raise BrokerError(
-                f"cannot use the broker {self.settings.broker_url_redacted()}: {type(exc).__name__}: {exc} "
-                "(check ABLATE_BROKER_URL, ABLATE_REDIS_PASSWORD and, for rediss://, ABLATE_BROKER_CA_CERTS)"
-            ) from None
 
     def _submit_plan(self, plan: Plan) -> Study:
         document = plan.document()
-        report = StudyDriver(self.store, CeleryDispatcher(self)).start(document, plan.runs)
+        report = StudyDriver(self.store, CeleryDispatcher.of(self)).start(document, plan.runs)
         study = Study(plan.study_id, document, self.store, self.control)
         study.submit_report = report
         return study

@@ -212,10 +212,17 @@ def _die_with_parent() -> None:
 
 def _train_in_child(run_json: str, store_url: str) -> dict:
     from service.identity import RunSpec
+    from service.settings import get_settings
 
     _load_tensorflow()
+    from workers.run_options import RunOptions
     from workers.runner import run  # the lazy import DESIGN.md allows: only children train
 
+    # The training process reads the settings itself (it was spawned with this environment and
+    # any GPU placement `Trainers` gave it); `ablate run` allows any model factory: the spec is
+    # the user's own.
+    settings = get_settings()
     spec = RunSpec.model_validate_json(run_json)
-    result = run(spec, open_store(store_url))
+    store = open_store(store_url, settings.store_outage_seconds)
+    result = run(spec, store, options=RunOptions.from_settings(settings, worker=False))
     return {"state": result.state, "reused": result.reused, "error": result.error}

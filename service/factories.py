@@ -4,9 +4,9 @@ A factory is code: a worker that imports whatever module a spec names runs `os:s
 `builtins:eval` for anyone who can submit a study. So
 
 - a module is imported only if `ABLATE_FACTORY_MODULES` allows it (comma-separated module
-  prefixes, `*` for any). Unset, Celery workers allow none (`workers.app` calls
-  `deny_by_default`) and `ablate run`, which trains the user's own spec on the user's own
-  machine, allows any;
+  prefixes, `*` for any). Unset, Celery workers allow none and `ablate run`, which trains the
+  user's own spec on the user's own machine, allows any (`allowed_prefixes`, called where the
+  worker's task or `ablate run`'s training process reads the settings);
 - the module's source file is part of the run's identity (`ModelSpec.factory_sha256`, filled in
   by the planner): editing the builder plans new runs instead of reusing the old code's results,
   and a worker whose copy differs from the planner's refuses the run.
@@ -21,14 +21,13 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from service.errors import AblateError
 from service.text import printable
 
 MAX_SOURCE_BYTES = 10 * 1024 * 1024
-
-_allow_when_unset = True
 
 
 class FactoryError(AblateError):
@@ -39,27 +38,20 @@ class FactoryError(AblateError):
         super().__init__(f"model.factory: {message}")
 
 
-def deny_by_default() -> None:
-    """In a Celery worker: with ABLATE_FACTORY_MODULES unset, no factory is allowed."""
-    global _allow_when_unset
-    _allow_when_unset = False
-
-
-def allowed_prefixes() -> list[str] | None:
-    """The module prefixes allowed here; None when any module is."""
-    from service.settings import get_settings
-
-    setting = get_settings().factory_modules
+def allowed_prefixes(setting: str | None, allow_when_unset: bool) -> list[str] | None:
+    """The module prefixes ABLATE_FACTORY_MODULES (`setting`) allows; None when any module is.
+    Unset, any module is allowed with `allow_when_unset` (`ablate run`), none without (a Celery
+    worker)."""
     if setting is None:
-        return None if _allow_when_unset else []
+        return None if allow_when_unset else []
     prefixes = [prefix.strip() for prefix in setting.split(",") if prefix.strip()]
     return None if "*" in prefixes else prefixes
 
 
-def check_allowed(path: str) -> None:
-    """Raise `FactoryError` unless this process may import the factory's module."""
+def check_allowed(path: str, prefixes: Sequence[str] | None) -> None:
+    """Raise `FactoryError` unless `prefixes` (from `allowed_prefixes`; None: any) allow the
+    factory's module."""
     module = path.partition(":")[0]
-    prefixes = allowed_prefixes()
     if prefixes is None or any(module == p or module.startswith(p + ".") for p in prefixes):
         return
     listed = ", ".join(prefixes) if prefixes else "none"

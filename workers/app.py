@@ -14,7 +14,6 @@ import structlog
 from celery.signals import worker_init, worker_shutting_down
 from kombu.transport import TRANSPORT_ALIASES
 
-from service.factories import deny_by_default
 from service.logs import configure_logging
 from service.queue import make_celery
 from service.settings import get_settings
@@ -72,14 +71,6 @@ def watch_soft_time_limit() -> None:
 def _note_time_up(signum: int, frame: object) -> None:
     global _time_up
     _time_up = True
-
-
-@worker_init.connect
-def _deny_factories_by_default(**_: object) -> None:
-    # A Celery worker runs studies of whoever reaches the broker: no model factory is imported
-    # unless the operator allows its module (ABLATE_FACTORY_MODULES). Set in the parent before
-    # it forks, so every pool process inherits it.
-    deny_by_default()
 
 
 TENSORFLOW_IN_PARENT_EXIT_CODE = 4

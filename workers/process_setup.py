@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 import tensorflow as tf
 
-from service.settings import get_settings
 from workers import cpus, quiet_start
 from workers.gpus import DeviceError, gpu_expected
 
@@ -38,8 +37,9 @@ class GpuMemoryCapError(DeviceError):
     """A memory cap is asked for and TensorFlow does not apply it."""
 
 
-def configure_process(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Threads, the GPU check and the memory policy, once per process; returns what was set.
+def configure_process(env: dict[str, str] | None = None, gpu_memory_mb: int | None = None) -> dict[str, Any]:
+    """Threads, the GPU check and the memory policy (a cap of `gpu_memory_mb`,
+    ABLATE_GPU_MEMORY_MB, else memory growth), once per process; returns what was set.
     Raises `GpuUnavailable` / `GpuMemoryCapError` (every call, not only the first)."""
     global _done
     if _done is not None:
@@ -57,7 +57,7 @@ def configure_process(env: dict[str, str] | None = None) -> dict[str, Any]:
             "missing), or hide the GPUs to train on the CPU (ablate worker --gpus none, "
             "CUDA_VISIBLE_DEVICES=-1)"
         )
-    setup.update(configure_memory(gpus, get_settings().gpu_memory_mb))
+    setup.update(configure_memory(gpus, gpu_memory_mb))
     _done = setup
     return setup
 

@@ -36,11 +36,13 @@ from workers.attempt import (
 from workers.gpus import DeviceError
 from workers.hooks import RunHooks, RunResult
 from workers.message import InvalidMessage, validate_message
+from workers.run_options import RunOptions
 from workers.transport import REJECTED_COUNTER
 
 log = structlog.get_logger(__name__)
 RETRY_SECONDS = 30
 LIMITS = Limits(settings.lease_seconds, settings.max_attempts, settings.run_time_limit)
+RUN_OPTIONS = RunOptions.from_settings(settings, worker=True)  # no model factory unless allowed
 
 
 class TrainTask(Task):
@@ -88,7 +90,7 @@ def _train(store: Store, spec: RunSpec, hooks: RunHooks) -> RunResult:
     from workers.runner import run  # TensorFlow loads here, in the pool process only
 
     watch_soft_time_limit()
-    return run(spec, store, hooks)
+    return run(spec, store, hooks, RUN_OPTIONS)
 
 
 def _stop_worker(exc: DeviceError) -> NoReturn:
@@ -143,7 +145,7 @@ def _count_rejected() -> None:
 @functools.lru_cache(maxsize=8)
 def _store(url: str):
     # One store (and boto3 client, whose creation costs a third of a second) per pool process.
-    return open_store(url)
+    return open_store(url, settings.store_outage_seconds)
 
 
 @functools.lru_cache(maxsize=1)

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 
 def build_plan(spec: StudySpec, source: str) -> Plan:
+    from service.datasets.options import DataOptions
     from service.plan import build_plan as build  # numpy, scikit-learn: after the trainers start
 
-    return build(spec, source=source)
+    return build(spec, source=source, data=DataOptions.from_settings(get_settings()))
 
 
 def _plan(spec_path: str) -> tuple[StudySpec, Plan]:
@@ -165,14 +166,15 @@ def train_locally(plan: Plan, store_url: str, jobs: int, verbose: bool, trainers
     from service.embedded import run_plan
     from service.store import open_store
 
-    store = open_store(store_url)
+    settings = get_settings()
+    store = open_store(store_url, settings.store_outage_seconds)
     console.print(f"study [bold]{plan.study_id}[/]: {plan.run_count} runs, store {escape(store.location())}")
     with RunsProgress() as progress:
         progress.add(plan.variants, plan.runs)
         import_reporter_meanwhile()
         final = run_plan(
             plan, store, jobs, on_progress=progress.show, verbose=verbose, trainers=trainers,
-            gpu_memory_mb=get_settings().gpu_memory_mb,
+            gpu_memory_mb=settings.gpu_memory_mb,
         )
         if trainers is not None:
             trainers.close(wait=False)  # their TensorFlow shutdown overlaps the report

@@ -32,11 +32,13 @@ def diagnose_in_stages(
     jobs: int,
     verbose: bool,
 ) -> None:
+    from service.datasets.options import DataOptions
     from service.diagnose.staged import default_budget, diagnosis_spec, run_diagnosis
     from service.identity import study_id
     from service.report.terminal import answer, variants_table
 
     store, dispatcher, poll = _dispatcher(store_url, submit, broker, jobs, verbose)
+    data = DataOptions.from_settings(get_settings())
     budget = min(budget_runs or default_budget(spec), spec.ablation.max_runs)
     failed: StudyStatus | None = None
     try:
@@ -61,7 +63,7 @@ def diagnose_in_stages(
                 import_reporter_meanwhile()
                 with numerical_warnings_quiet():
                     result = run_diagnosis(
-                        spec, store, dispatcher, budget, max_seeds, source, show_round, show, poll
+                        spec, store, dispatcher, budget, max_seeds, source, show_round, show, poll, data
                     )
             console.print(variants_table(result.summary))
             console.print(answer(result.summary))
@@ -85,12 +87,13 @@ def _dispatcher(store_url: str, submit: bool, broker: str | None, jobs: int, ver
         from service.client import AblationClient, CeleryDispatcher
 
         client = AblationClient(broker_url=broker, store_url=store_url)
-        return client.store, CeleryDispatcher(client), 2.0
+        return client.store, CeleryDispatcher.of(client), 2.0
     from service.embedded import LocalDispatcher
     from service.store import open_store
 
-    store = open_store(store_url)
-    dispatcher: Dispatcher = LocalDispatcher(store, jobs, verbose, gpu_memory_mb=get_settings().gpu_memory_mb)
+    settings = get_settings()
+    store = open_store(store_url, settings.store_outage_seconds)
+    dispatcher: Dispatcher = LocalDispatcher(store, jobs, verbose, gpu_memory_mb=settings.gpu_memory_mb)
     return store, dispatcher, 0.5
 
 

@@ -26,7 +26,8 @@ def studies(store: str | None, as_json: bool) -> None:
     The id shown is a prefix that every command taking a STUDY accepts."""
     from service.store import open_store
 
-    opened = open_store(store or get_settings().store)
+    settings = get_settings()
+    opened = open_store(store or settings.store, settings.store_outage_seconds)
     listings = list_studies(opened)
     if as_json:
         click.echo(json.dumps([listing.as_json() for listing in listings], indent=2))

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from service.datasets.options import DataOptions
 from service.datasets.source import Source, check_roots, data_roots, local_path
 from service.errors import DatasetError
 from service.files import NotARegularFile, read_regular
-from service.settings import get_settings
 from service.spec.datasets import ImageFolderDataset
 
 MAX_IMAGE_PIXELS = 40_000_000
@@ -26,15 +26,15 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 
 
-def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
+def read(spec: ImageFolderDataset, field: str, arrays: bool, options: DataOptions) -> Source:
     field = f"{field}.path"
-    root = local_path(spec.path, field, folder=True)
-    classes = _scan(root, field)
+    root = local_path(spec.path, field, options, folder=True)
+    classes = _scan(root, field, data_roots(options.data_roots))
     channels = 1 if spec.color_mode == "grayscale" else 3
     mode = "L" if channels == 1 else "RGB"
     size = spec.image_size
     files = [(label, path) for label, (_, paths) in enumerate(classes) for path in paths]
-    _check_size(root, files, size * size * channels, field)
+    _check_size(root, files, size * size * channels, field, options.max_dataset_bytes)
     x = np.empty((len(files), size, size, channels), dtype=np.uint8) if arrays else None
     entries: list[str] = []
     for index, (_, path) in enumerate(files):
@@ -79,9 +79,9 @@ def read(spec: ImageFolderDataset, field: str, arrays: bool) -> Source:
     )
 
 
-def _check_size(root: Path, files: list[tuple[int, Path]], pixels: int, field: str) -> None:
-    """The files and the decoded images against ABLATE_MAX_DATASET_BYTES, before any is read."""
-    limit = get_settings().max_dataset_bytes
+def _check_size(root: Path, files: list[tuple[int, Path]], pixels: int, field: str, limit: int) -> None:
+    """The files and the decoded images against ABLATE_MAX_DATASET_BYTES (`limit`), before any
+    is read."""
     decoded = len(files) * pixels
     stored = 0
     for _, path in files:
@@ -98,8 +98,9 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _scan(root: Path, field: str) -> list[tuple[str, list[Path]]]:
-    """(class name, image files) per class folder, sorted; raises for any misplaced entry."""
+def _scan(root: Path, field: str, roots: list[Path] | None) -> list[tuple[str, list[Path]]]:
+    """(class name, image files) per class folder, sorted; raises for any misplaced entry or
+    any file outside `roots` (ABLATE_DATA_ROOTS, resolved)."""
     if not root.exists():
         raise DatasetError(field, f"{root}: folder not found")
     if not root.is_dir():
@@ -117,7 +118,6 @@ def _scan(root: Path, field: str) -> list[tuple[str, list[Path]]]:
             field, f"{root} has {len(entries)} class folder(s); a classifier needs at least 2"
         )
     classes = []
-    roots = data_roots()
     for folder in entries:
         files = _visible(folder)
         nested = [p for p in files if p.is_dir()]

@@ -16,20 +16,20 @@ from typing import BinaryIO
 
 import numpy as np
 
+from service.datasets.options import DataOptions
 from service.datasets.source import Source, local_path, sha256_handle
 from service.errors import DatasetError
 from service.files import NotARegularFile, open_regular
-from service.settings import get_settings
 from service.spec.datasets import NpzDataset
 from service.text import printable
 
 Fail = Callable[[str], DatasetError]
 
 
-def read(spec: NpzDataset, field: str, arrays: bool) -> Source:
+def read(spec: NpzDataset, field: str, arrays: bool, options: DataOptions) -> Source:
     field = f"{field}.path"
-    path = local_path(spec.path, field)
-    fingerprint, data = _read_arrays(path, field)
+    path = local_path(spec.path, field, options)
+    fingerprint, data = _read_arrays(path, field, options.max_dataset_bytes)
 
     def fail(message: str) -> DatasetError:
         return DatasetError(field, f"{path}: {message}")
@@ -69,9 +69,9 @@ def read(spec: NpzDataset, field: str, arrays: bool) -> Source:
     return source
 
 
-def _read_arrays(path: Path, field: str) -> tuple[str, dict[str, np.ndarray]]:
-    """(sha256 of the file, its arrays), all read from one descriptor of a regular file."""
-    limit = get_settings().max_dataset_bytes
+def _read_arrays(path: Path, field: str, limit: int) -> tuple[str, dict[str, np.ndarray]]:
+    """(sha256 of the file, its arrays), all read from one descriptor of a regular file of at
+    most `limit` bytes (ABLATE_MAX_DATASET_BYTES)."""
     try:
         handle = open_regular(path, limit)
     except NotARegularFile as exc:

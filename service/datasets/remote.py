@@ -13,12 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from service.datasets.options import DataOptions
 from service.errors import DatasetError, KeyNotFound, StoreError
 
 
-def fetch(uri: str, field: str, folder: bool) -> Path:
+def fetch(uri: str, field: str, folder: bool, options: DataOptions) -> Path:
     """A local path holding the object (or, with `folder`, the objects under the prefix)."""
-    from service.settings import get_settings
     from service.store.s3 import S3Store, parse_s3_url
 
     try:
@@ -27,21 +27,23 @@ def fetch(uri: str, field: str, folder: bool) -> Path:
         raise DatasetError(field, str(exc)) from None
     if not key:
         raise DatasetError(field, f"{uri}: names a bucket, not an object or folder")
-    cache = Path(get_settings().dataset_cache).expanduser()
+    cache = Path(options.dataset_cache).expanduser()
+    outage = options.store_outage_seconds
+    limit = options.max_dataset_bytes
     try:
         if folder:
-            store = S3Store(f"s3://{bucket}/{key}")
+            store = S3Store(f"s3://{bucket}/{key}", outage_seconds=outage)
             keys = [k for k in store.list("") if not k.endswith("/")]
             if not keys:
                 raise DatasetError(field, f"{uri}: folder not found (no objects under this prefix)")
             heads = {k: store.head(k) for k in keys}
-            _check_size(uri, sum(size for _, size in heads.values()), field)
+            _check_size(uri, sum(size for _, size in heads.values()), field, limit)
             identity = "\n".join(f"{k}\t{heads[k][0]}" for k in keys)
             return _cached(cache, uri, identity, lambda tmp: _download_all(store, keys, tmp))
         parent, _, name = key.rpartition("/")
-        store = S3Store(f"s3://{bucket}/{parent}" if parent else f"s3://{bucket}")
+        store = S3Store(f"s3://{bucket}/{parent}" if parent else f"s3://{bucket}", outage_seconds=outage)
         etag, size = store.head(name)
-        _check_size(uri, size, field)
+        _check_size(uri, size, field, limit)
         entry = _cached(cache, uri, etag, lambda tmp: store.get_file(name, tmp / name))
         return entry / name
     except KeyNotFound:
@@ -50,11 +52,8 @@ def fetch(uri: str, field: str, folder: bool) -> Path:
         raise DatasetError(field, f"{uri}: {exc}") from None
 
 
-def _check_size(uri: str, size: int, field: str) -> None:
-    """Before downloading: the objects' sizes against ABLATE_MAX_DATASET_BYTES."""
-    from service.settings import get_settings
-
-    limit = get_settings().max_dataset_bytes
+def _check_size(uri: str, size: int, field: str, limit: int) -> None:
+    """Before downloading: the objects' sizes against ABLATE_MAX_DATASET_BYTES (`limit`)."""
     if size > limit:
         raise DatasetError(field, f"{uri}: {size} bytes, more than the {limit} allowed (ABLATE_MAX_DATASET_BYTES)")
 

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from service.datasets.options import DataOptions
 from service.errors import DatasetError
 
 _CHUNK = 1 << 20
@@ -36,17 +37,17 @@ class Source:
     y_test: np.ndarray | None = None
 
 
-def local_path(path: str, field: str, folder: bool = False) -> Path:
+def local_path(path: str, field: str, options: DataOptions, folder: bool = False) -> Path:
     """Where a dataset lives on this machine; s3:// URIs are downloaded once and cached."""
     if path.startswith("s3://"):
         from service.datasets.remote import fetch
 
-        return fetch(path, field, folder)
+        return fetch(path, field, folder, options)
     try:
         local = Path(path).expanduser()
     except RuntimeError:  # `~someone/...` for a user this machine does not know
         raise DatasetError(field, f"{path}: unknown user in '~'") from None
-    check_roots(local, path, field)
+    check_roots(local, path, field, data_roots(options.data_roots))
     return as_seen_from_here(local)
 
 
@@ -63,23 +64,20 @@ def as_seen_from_here(local: Path) -> Path:
         return local
 
 
-def data_roots() -> list[Path] | None:
-    """The folders of ABLATE_DATA_ROOTS, resolved; None when unset (anywhere is allowed)."""
+def data_roots(roots: str | None) -> list[Path] | None:
+    """The folders of ABLATE_DATA_ROOTS (`DataOptions.data_roots`), resolved; None when unset
+    (anywhere is allowed)."""
     import os
 
-    from service.settings import get_settings
-
-    roots = get_settings().data_roots
     if not roots:
         return None
     return [Path(root).expanduser().resolve() for root in roots.split(os.pathsep) if root]
 
 
-def check_roots(local: Path, path: str, field: str, roots: list[Path] | None = None) -> None:
-    """With ABLATE_DATA_ROOTS set, a file or folder (after `..` and every symlink on the way)
-    must lie inside a root. Every file read is checked, not only the path the spec names: a
-    symlink inside an allowed folder may lead anywhere."""
-    allowed = data_roots() if roots is None else roots
+def check_roots(local: Path, path: str, field: str, allowed: list[Path] | None) -> None:
+    """With ABLATE_DATA_ROOTS set (`allowed`, from `data_roots`), a file or folder (after `..`
+    and every symlink on the way) must lie inside a root. Every file read is checked, not only
+    the path the spec names: a symlink inside an allowed folder may lead anywhere."""
     if not allowed:
         return
     resolved = local.resolve()

@@ -31,11 +31,14 @@ from botocore.configprovider import ConfiguredEndpointProvider
 
 from service.errors import KeyNotFound, StoreError, StoreUnavailable
 from service.logs import redact_url, redact_urls
+from service.settings import Settings
 from service.store.base import Store, validate_key, validate_prefix
 
 MiB = 1024 * 1024
 MULTIPART_THRESHOLD = 64 * MiB
 MULTIPART_CHUNKSIZE = 16 * MiB
+DEFAULT_OUTAGE_SECONDS: float = Settings.model_fields["store_outage_seconds"].default
+"""ABLATE_STORE_OUTAGE_SECONDS's default; the caller passes the operator's value."""
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -128,13 +131,9 @@ class S3Store(Store):
         url: str,
         *,
         session: boto3.session.Session | None = None,
-        outage_seconds: float | None = None,
+        outage_seconds: float = DEFAULT_OUTAGE_SECONDS,
     ) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
-        if outage_seconds is None:
-            from service.settings import get_settings
-
-            outage_seconds = get_settings().store_outage_seconds
         self.outage_seconds = outage_seconds
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         try:

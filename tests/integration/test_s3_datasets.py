@@ -8,20 +8,22 @@ import numpy as np
 import pytest
 
 from service import datasets
+from service.datasets.options import DataOptions
 from service.errors import DatasetError
-from service.settings import get_settings
+from service.settings import Settings
 from service.spec.datasets import NpzDataset
 
 
 @pytest.fixture
 def settings_env(monkeypatch):
-    def set_env(**values: str) -> None:
+    """Sets ABLATE_* variables; returns the dataset options an edge reads from them."""
+
+    def set_env(**values: str) -> DataOptions:
         for name, value in values.items():
             monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
+        return DataOptions.from_settings(Settings())
 
-    yield set_env
-    get_settings.cache_clear()
+    return set_env
 
 
 def test_an_s3_dataset_larger_than_the_limit_is_not_downloaded(tmp_path, s3_env, settings_env):
@@ -31,10 +33,10 @@ def test_an_s3_dataset_larger_than_the_limit_is_not_downloaded(tmp_path, s3_env,
     local = tmp_path / "data.npz"
     np.savez(local, x_train=np.random.default_rng(0).random((40, 8, 8)), y_train=np.arange(40) % 2)
     boto3.client("s3").upload_file(str(local), bucket, "sets/data.npz")
-    settings_env(ABLATE_MAX_DATASET_BYTES="1000", ABLATE_DATASET_CACHE=str(tmp_path / "cache"))
+    options = settings_env(ABLATE_MAX_DATASET_BYTES="1000", ABLATE_DATASET_CACHE=str(tmp_path / "cache"))
     with pytest.raises(
         DatasetError,
         match=r"data.npz: \d+ bytes, more than the 1000 allowed \(ABLATE_MAX_DATASET_BYTES\)",
     ):
-        datasets.inspect(NpzDataset(kind="npz", path=f"s3://{bucket}/sets/data.npz"))
+        datasets.inspect(NpzDataset(kind="npz", path=f"s3://{bucket}/sets/data.npz"), options=options)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

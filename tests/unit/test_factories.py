@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-import service.factories as factories
 from service.factories import FactoryError, check_allowed, source_digest
 from service.plan import build_plan
-from service.settings import get_settings
+from service.settings import Settings
 from service.spec import spec_from_data
 from tests.conftest import TINY
+from workers.run_options import RunOptions
 
 BUILDER = '''
 import pathlib
@@ -24,13 +24,10 @@ def build(config, input_shape, num_classes):
 '''
 
 
-@pytest.fixture
-def worker_policy(monkeypatch):
-    """The policy of a Celery worker (`workers.app` calls deny_by_default)."""
-    monkeypatch.setattr(factories, "_allow_when_unset", True)
-    factories.deny_by_default()
-    yield
-    get_settings.cache_clear()
+def allowed(worker: bool = True) -> tuple[str, ...] | None:
+    """The module prefixes a Celery worker's task (`worker`) or `ablate run`'s training process
+    reads from the environment (`RunOptions.from_settings`, as workers/tasks.py does)."""
+    return RunOptions.from_settings(Settings(), worker=worker).factory_modules
 
 
 @pytest.fixture
@@ -44,33 +41,33 @@ def builder(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("path", ["os:system", "builtins:eval", "subprocess:run", "service.cli:main"])
-def test_a_worker_refuses_every_factory_by_default(worker_policy, monkeypatch, path):
+def test_a_worker_refuses_every_factory_by_default(monkeypatch, path):
     monkeypatch.delenv("ABLATE_FACTORY_MODULES", raising=False)
-    get_settings.cache_clear()
     with pytest.raises(
         FactoryError, match=r"^model\.factory: .* is not allowed here: ABLATE_FACTORY_MODULES allows none"
     ):
-        check_allowed(path)
+        check_allowed(path, allowed())
 
 
-def test_allowed_prefixes_match_whole_module_names(worker_policy, monkeypatch):
+def test_allowed_prefixes_match_whole_module_names(monkeypatch):
     monkeypatch.setenv("ABLATE_FACTORY_MODULES", "team, lab.models")
-    get_settings.cache_clear()
+    prefixes = allowed()
     for path in ("team:build", "team.cnn:build", "lab.models.v2:make"):
-        check_allowed(path)
+        check_allowed(path, prefixes)
     for path in ("teamx:build", "lab:build", "lab.modelsx:make", "os:system"):
         with pytest.raises(FactoryError, match="allows team, lab.models"):
-            check_allowed(path)
+            check_allowed(path, prefixes)
     monkeypatch.setenv("ABLATE_FACTORY_MODULES", "*")
-    get_settings.cache_clear()
-    check_allowed("anything.at:all")
+    check_allowed("anything.at:all", allowed())
 
 
 def test_ablate_run_allows_factories_when_unset(monkeypatch):
-    monkeypatch.setattr(factories, "_allow_when_unset", True)
     monkeypatch.delenv("ABLATE_FACTORY_MODULES", raising=False)
-    get_settings.cache_clear()
-    check_allowed("team.cnn:build")
+    assert allowed(worker=False) is None
+    check_allowed("team.cnn:build", allowed(worker=False))
+    monkeypatch.setenv("ABLATE_FACTORY_MODULES", "lab")  # set, it binds `ablate run` too
+    with pytest.raises(FactoryError, match="allows lab"):
+        check_allowed("team.cnn:build", allowed(worker=False))
 
 
 def test_planning_locates_the_factory_without_running_any_of_it(builder):
@@ -104,20 +101,18 @@ def test_a_factory_that_cannot_be_found_is_a_spec_error():
         build_plan(spec, source="spec.yaml")
 
 
-def test_the_worker_refuses_a_factory_it_may_not_run_or_whose_code_changed(builder, worker_policy, monkeypatch):
+def test_the_worker_refuses_a_factory_it_may_not_run_or_whose_code_changed(builder, monkeypatch):
     from workers.model import ModelConfigError, build_model
 
     path = f"{builder.name}.cnn:build"
     spec = spec_from_data({**TINY, "model": {"factory": path}})
     (run,) = build_plan(spec).runs.values()
     monkeypatch.delenv("ABLATE_FACTORY_MODULES", raising=False)
-    get_settings.cache_clear()
     with pytest.raises(ModelConfigError, match="is not allowed here"):
-        build_model(run.config, (8, 8, 1), 10)
+        build_model(run.config, (8, 8, 1), 10, allowed())
 
     monkeypatch.setenv("ABLATE_FACTORY_MODULES", builder.name)
-    get_settings.cache_clear()
     (builder / "cnn.py").write_text(BUILDER + "\n# edited after planning\n")
     with pytest.raises(ModelConfigError, match="is not the code the run was planned with"):
-        build_model(run.config, (8, 8, 1), 10)
+        build_model(run.config, (8, 8, 1), 10, allowed())
     assert not (builder / "cnn.imported").exists()

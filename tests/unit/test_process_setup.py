@@ -10,7 +10,6 @@ import os
 import pytest
 import tensorflow as tf
 
-from service.settings import get_settings
 from workers import process_setup
 from workers.gpus import DeviceError
 from workers.process_setup import (
@@ -32,9 +31,6 @@ def fresh_process(monkeypatch):
     monkeypatch.setattr(process_setup, "_done", None)
     for name in ("ABLATE_GPU_MEMORY_MB", "ABLATE_RUNS_PER_GPU"):
         monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def listing(gpus: list, stderr: str = ""):
@@ -121,6 +117,6 @@ def test_a_pinned_process_that_sees_its_gpu_applies_the_cap(monkeypatch):
         tf.config, "set_logical_device_configuration", lambda device, c: configs.update({device.name: c})
     )
     monkeypatch.setattr(tf.config, "get_logical_device_configuration", lambda device: configs[device.name])
-    monkeypatch.setenv("ABLATE_GPU_MEMORY_MB", "3000")
-    setup = configure_process({"CUDA_VISIBLE_DEVICES": "0", "ABLATE_GPU_MEMORY_MB": "3000"})
+    # The cap comes from the caller (the runner's RunOptions, read from ABLATE_GPU_MEMORY_MB).
+    setup = configure_process({"CUDA_VISIBLE_DEVICES": "0", "ABLATE_GPU_MEMORY_MB": "3000"}, gpu_memory_mb=3000)
     assert setup["gpu_memory_limit_mb"] == 3000
