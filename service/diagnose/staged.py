@@ -94,7 +94,7 @@ def run_diagnosis(
     max_seeds = max_seeds or spec.ablation.max_seeds or max(2 * len(seeds), 5)
     baseline = spec.baseline().model_dump(mode="json")
     info = datasets.inspect(spec.baseline().dataset, options=data)
-    data = DataShape(
+    shape = DataShape(
         input_shape=info.input_shape, num_classes=info.num_classes, test_samples=info.test_size
     )
     base = StudyDocument(
@@ -105,7 +105,7 @@ def run_diagnosis(
         stages = [Stage.from_round(planned) for planned in done]
         used = len({run_id for planned in done for run_id in planned.runs})
         summary = summarize_study(gather(store, study_id), generated_at="") if done else None
-        stage = next_stage(baseline, stages, summary, budget - used, max_seeds, seeds, data)
+        stage = next_stage(baseline, stages, summary, budget - used, max_seeds, seeds, shape)
         if stage is None:
             return None
         # The stage's seeds, and seeds of a variant's own (an out-of-fold run's one seed).
