@@ -233,8 +233,14 @@ class StudyDriver:
                 status, run_id, RunState.QUEUED, queued_at=utcnow(),
                 epochs=run.config.training.epochs, task_id=self.dispatcher.message_id(run),
             )
+            # Written before the send, or a worker's quick "running" could be overwritten.
             write_status(self.store, fresh)
-            self.dispatcher.dispatch(document.study_id, run, fresh)
+            try:
+                self.dispatcher.dispatch(document.study_id, run, fresh)
+            except BaseException:
+                # Not sent: the run must not look in flight, or no later submission sends it.
+                _restore_status(self.store, run_id, status)
+                raise
         return SubmitReport(len(pending), already, reused)
 
     def snapshot(self, document: StudyDocument) -> StudyStatus:
@@ -362,3 +368,11 @@ def merge_rounds(base: StudyDocument, rounds: list[RoundDocument]) -> StudyDocum
                 known.run_ids.extend(r for r in variant.run_ids if r not in known.run_ids)
     run_ids = sorted({run_id for variant in variants.values() for run_id in variant.run_ids})
     return base.model_copy(update={"variants": list(variants.values()), "run_ids": run_ids})
+
+
+def _restore_status(store: Store, run_id: str, previous: RunStatus | None) -> None:
+    """Put back the status a run had before a dispatch that failed (none: no status at all)."""
+    if previous is None:
+        store.delete(run_key(run_id, "status.json"))
+    else:
+        store.put_json(run_key(run_id, "status.json"), previous.model_dump(mode="json"))

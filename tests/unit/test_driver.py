@@ -113,6 +113,45 @@ def test_start_dispatches_only_runs_neither_stored_nor_in_flight(tmp_path, plan)
     assert store.exists(run_key(fresh, "run.json")) and store.exists(run_key(stored, "run.json"))
 
 
+class BrokerDown(Recorder):
+    """Sends until the `fail_at`-th message, whose send raises as a broker gone mid-submission."""
+
+    def __init__(self, store, fail_at):
+        super().__init__(store)
+        self.fail_at = fail_at
+
+    def dispatch(self, study_id, run, status):
+        if len(self.sent) == self.fail_at:
+            raise ConnectionError("the broker went away")
+        super().dispatch(study_id, run, status)
+
+
+def test_a_run_whose_send_failed_is_not_left_queued_and_the_next_start_sends_it(tmp_path, plan):
+    store = LocalStore(tmp_path)
+    failed_before = sorted(plan.runs)[-1]
+    earlier = RunStatus(run_id=failed_before, state=RunState.FAILED, attempt=2, error="boom")
+    write_status(store, earlier)
+    order = sorted(plan.runs, key=lambda run_id: run_id != failed_before)  # the failed run first
+    runs = {run_id: plan.runs[run_id] for run_id in order}
+
+    with pytest.raises(ConnectionError):
+        StudyDriver(store, BrokerDown(store, fail_at=0)).start(plan.document(), runs)
+    restored = read_status(store, failed_before)
+    assert (restored.state, restored.attempt, restored.error) == (RunState.FAILED, 2, "boom")
+
+    broken = BrokerDown(store, fail_at=1)
+    with pytest.raises(ConnectionError):
+        StudyDriver(store, broken).start(plan.document(), runs)
+    unsent = order[1]
+    assert read_status(store, unsent) is None  # no status: queued by nobody, sent again below
+    assert effective_state(store, failed_before)[0] is RunState.SUCCEEDED
+
+    again = Recorder(store)
+    report = StudyDriver(store, again).start(plan.document(), runs)
+    assert unsent in again.sent and report.already_queued == 0
+    assert report.reused == 1 and report.queued == plan.run_count - 1
+
+
 def test_a_dispatcher_whose_runs_die_with_the_driver_sends_active_runs_again(tmp_path, plan):
     store = LocalStore(tmp_path)
     left_running = sorted(plan.runs)[0]
