@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from service.report.contrast import Contrast
 from service.report.models import Fix, Symptom
-from service.report.wording import inline, points
+from service.report.wording import inline, metric_words, points
 
 NAMES = {
     "learned_nothing": "The network learned nothing",
@@ -58,7 +58,8 @@ def cause_title(rule: str, best: Contrast | None, symptoms: list[Symptom]) -> st
             head = f"{best.name} is better"
         trouble = {"learned_nothing": "the baseline learned nothing", "diverged": "the baseline diverges"}
         seen = [trouble[s.rule] for s in symptoms if s.rule in trouble]
-        return f"{head}: {best.name} gains {points(best.delta)}" + (f" ({seen[0]})" if seen else "")
+        of = f" of {metric_words(best.metric, short=True)}" if best.metric == "balanced_accuracy" else ""
+        return f"{head}: {best.name} gains {points(best.delta)}{of}" + (f" ({seen[0]})" if seen else "")
     if symptoms:
         detail = symptoms[0].title
         label, _, rest = detail.partition(": ")
@@ -71,7 +72,8 @@ def cause_title(rule: str, best: Contrast | None, symptoms: list[Symptom]) -> st
 def cause_advice(rule: str, fix: Fix | None, try_next: list[Fix]) -> str:
     parts = []
     if fix is not None:
-        parts.append(f"set {inline(fix.spec)} (measured: {points(fix.delta or 0.0)})")
+        of = f" of {metric_words(fix.metric, short=True)}" if fix.metric == "balanced_accuracy" else ""
+        parts.append(f"set {inline(fix.spec)} (measured: {points(fix.delta or 0.0)}{of})")
     outside = OUTSIDE_THE_SPEC.get(rule)
     if outside:
         parts.append(outside)

@@ -32,6 +32,11 @@ class Contrast:
         return self.stats.name
 
     @property
+    def metric(self) -> str:
+        """What the comparison is on: test_accuracy, or balanced_accuracy (class balance)."""
+        return self.stats.vs_baseline.metric if self.stats.vs_baseline else "test_accuracy"
+
+    @property
     def delta(self) -> float:
         return self.stats.vs_baseline.delta if self.stats.vs_baseline else 0.0
 
@@ -152,9 +157,10 @@ def _resolved(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
 def effect(study: StudyContrasts, c: Contrast) -> dict[str, Any]:
     comparison = c.stats.vs_baseline
     assert comparison is not None
-    return {
+    found = {
         "variant": c.name,
         "changes": {path: list(values) for path, values in c.changes.items()},
+        "metric": comparison.metric,
         "delta": comparison.delta,
         "ci_low": comparison.ci_low,
         "ci_high": comparison.ci_high,
@@ -166,3 +172,11 @@ def effect(study: StudyContrasts, c: Contrast) -> dict[str, Any]:
         "baseline_seeds": study.baseline.test_accuracy.n,
         "variant_seeds": c.stats.test_accuracy.n,
     }
+    if comparison.metric == "balanced_accuracy":
+        # The means compared, and what plain test accuracy did meanwhile.
+        base, mine = study.baseline.balanced_accuracy, c.stats.balanced_accuracy
+        found["baseline_mean"] = base.mean if base else None
+        found["variant_mean"] = mine.mean if mine else None
+        plain = (c.stats.test_accuracy.mean, study.baseline.test_accuracy.mean)
+        found["test_accuracy_delta"] = None if None in plain else plain[0] - plain[1]
+    return found

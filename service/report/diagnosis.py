@@ -42,7 +42,7 @@ from service.report.rules.thresholds import (
 )
 from service.report.symptoms import read_symptoms
 from service.report.uncertainty import inconclusive, statistics
-from service.report.wording import describe, p_text, points
+from service.report.wording import describe, metric_words, p_text, points
 
 TRAINING_TROUBLE = ("learned_nothing", "diverged")
 """Symptoms of a baseline that does not train at all: whichever fix makes it train is the
@@ -155,8 +155,8 @@ def diagnose(
         inconclusive=inconclusive(study, fair),
         not_comparable=[_unfair_text(c) for c in study.contrasts if not comparable(c)],
         small_gains=[
-            f"{c.name} ({describe(c.changes)}) raises test accuracy by {points(c.delta)} "
-            f"({p_text(c.stats.vs_baseline.p_adjusted)}): significant, but below the "
+            f"{c.name} ({describe(c.changes)}) raises {metric_words(c.metric)} by "
+            f"{points(c.delta)} ({p_text(c.stats.vs_baseline.p_adjusted)}): significant, but below the "
             f"{MIN_GAIN * 100:.0f}-point gain that counts as a cause."
             for c in fair
             if c.better and c.delta < MIN_GAIN
@@ -302,22 +302,22 @@ def _cause(
     if best is not None:
         comparison = best.stats.vs_baseline
         sentences.append(
-            f"{best.name} ({describe(best.changes)}) raises test accuracy by "
+            f"{best.name} ({describe(best.changes)}) raises {metric_words(best.metric)} by "
             f"{points(best.delta)} (95% CI {comparison.ci_low * 100:+.1f} to "
-            f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)})."
+            f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)}){_plain(study, best)}."
         )
     if hopeful is not None:
         comparison = hopeful.stats.vs_baseline
         sentences.append(
             f"{hopeful.name} ({describe(hopeful.changes)}) looks like the fix: "
-            f"{points(hopeful.delta)} ({p_text(comparison.p_value)} on its own, "
+            f"{points(hopeful.delta)}{_of(hopeful)} ({p_text(comparison.p_value)} on its own, "
             f"{p_text(comparison.p_adjusted)} adjusted for the study's comparisons): promising, "
             "not yet significant; confirm it with more seeds."
         )
     records = [study.baseline_record] + [c.record for c in fixes]
     title = cause_title(rule, best, symptoms)
     if hopeful is not None:
-        title += f"; {hopeful.name} looks like the fix ({points(hopeful.delta)}, to confirm)"
+        title += f"; {hopeful.name} looks like the fix ({points(hopeful.delta)}{_of(hopeful)}, to confirm)"
     return Cause(
         rule=rule,
         title=title,
@@ -349,12 +349,12 @@ def _strengths(study: StudyContrasts, fair: list[Contrast]) -> list[Finding]:
         elif c.worse:
             comparison = c.stats.vs_baseline
             statement = (
-                f"{c.name} ({describe(c.changes)}) lowers test accuracy by "
+                f"{c.name} ({describe(c.changes)}) lowers {metric_words(c.metric)} by "
                 f"{abs(c.delta) * 100:.1f} points (95% CI {comparison.ci_low * 100:+.1f} to "
-                f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)}): the "
-                "baseline is right not to make this change."
+                f"{comparison.ci_high * 100:+.1f}, {p_text(comparison.p_adjusted)}){_plain(study, c)}: "
+                "the baseline is right not to make this change."
             )
-            magnitude, title = abs(c.delta), f"{c.name} hurts: {points(c.delta)}"
+            magnitude, title = abs(c.delta), f"{c.name} hurts: {points(c.delta)}{_of(c)}"
         else:
             continue
         found.append(
@@ -374,6 +374,17 @@ def _strengths(study: StudyContrasts, fair: list[Contrast]) -> list[Finding]:
             )
         )
     return sorted(found, key=lambda f: -f.magnitude)
+
+
+def _of(c: Contrast) -> str:
+    """' of balanced accuracy' after a balanced comparison's points; plain accuracy goes unsaid."""
+    return f" of {metric_words(c.metric, short=True)}" if c.metric == "balanced_accuracy" else ""
+
+
+def _plain(study: StudyContrasts, c: Contrast) -> str:
+    """What plain test accuracy did beside a balanced-accuracy comparison."""
+    moved = effect(study, c).get("test_accuracy_delta") if c.metric == "balanced_accuracy" else None
+    return "" if moved is None else f"; plain test accuracy moves by {points(moved)}"
 
 
 def _unfair_text(c: Contrast) -> str:

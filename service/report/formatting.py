@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from service.report.models import MetricStats, Summary, VariantStats
+from service.report.models import Cause, MetricStats, Summary, VariantStats
 
 PLOT_CAPTIONS: dict[str, tuple[str, str]] = {
     "test_accuracy.png": (
@@ -109,6 +109,27 @@ def pct(value: float | None, digits: int = 1) -> str:
 def points(value: float | None, digits: int = 1) -> str:
     """A difference of fractions in percentage points, signed: -0.016 -> "-1.6 pts"."""
     return f"{100 * value:+.{digits}f} pts".replace("-", "−") if _finite(value) else "–"
+
+
+def cause_amounts(cause: Cause) -> tuple[str, str]:
+    """A cause's two numbers, worded apart: (the fix's measured gain with its interval, the
+    accuracy the symptom says is missing); each '' when absent. The second is shown only
+    without a measured fix or when it is larger than the fix's gain."""
+    fix = cause.fix
+    measured = missing = ""
+    if fix is not None:
+        of = " of balanced accuracy" if fix.metric == "balanced_accuracy" else ""
+        measured = f"{_points_word(fix.delta or 0.0)}{of}"
+        if _finite(fix.ci_low) and _finite(fix.ci_high):
+            measured += f" (95% CI {100 * fix.ci_low:+.1f} to {100 * fix.ci_high:+.1f})".replace("-", "−")
+    if fix is None or cause.gain > (fix.delta or 0.0):
+        missing = f"up to {_points_word(cause.gain)}"
+    return measured, missing
+
+
+def _points_word(value: float) -> str:
+    """A difference of fractions in points, signed and spelled out: 0.841 -> "+84.1 points"."""
+    return f"{100 * value:+.1f} points".replace("-", "−")
 
 
 def interval(low: float | None, high: float | None, signed: bool = False) -> str:
@@ -210,6 +231,8 @@ def _variant_row(summary: Summary, variant: VariantStats) -> VariantRow:
         notes.append(f"{variant.diverged} diverged")
     if variant.failed:
         notes.append(f"{variant.failed} failed or unfinished")
+    if comparison is not None and comparison.metric == "balanced_accuracy" and not is_baseline:
+        notes.append("Δ on balanced accuracy (mean per-class recall)")
     tone = ""
     if comparison is not None and comparison.significant and not is_baseline:
         tone = "helps" if comparison.delta > 0 else "hurts"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from service.holdout import HeldOutPredictions
 from service.lifecycle import RepairDocument, RoundDocument, RunMetrics, RunStatus
 
-SUMMARY_SCHEMA_VERSION = 3
+SUMMARY_SCHEMA_VERSION = 4
 
 
 # Input
@@ -108,8 +108,12 @@ class MetricStats(_Model):
     ci_high: float | None
 
 
+JudgedMetric = Literal["test_accuracy", "balanced_accuracy"]
+
+
 class Comparison(_Model):
-    """A variant's test accuracy against the baseline's (Welch's t-test)."""
+    """A variant's test accuracy (or balanced accuracy, see `metric`) against the baseline's
+    (Welch's t-test)."""
 
     delta: float
     """mean(variant) - mean(baseline)."""
@@ -129,6 +133,9 @@ class Comparison(_Model):
     binomial_floor: bool = False
     """True when a side's spread across seeds was below the binomial noise of its test
     accuracy, so the floor p(1-p)/n_test was used instead."""
+    metric: JudgedMetric = "test_accuracy"
+    """What was compared: test accuracy, or balanced accuracy (mean per-class recall) for a
+    variant that only reweights or resamples the classes (`balance.judged_metric`)."""
 
 
 class Curves(_Model):
@@ -168,6 +175,9 @@ class VariantStats(_Model):
     best_epoch: MetricStats
     """Epoch of the best validation accuracy."""
     vs_baseline: Comparison | None
+    balanced_accuracy: MetricStats | None = None
+    """Test balanced accuracy: the mean of the per-class recalls (from each run's confusion
+    matrix), with the binomial floor of the smallest class's noise."""
     curves: Curves
 
 
@@ -231,6 +241,8 @@ class Fix(_Model):
     ci_low: float | None = None
     ci_high: float | None = None
     p_adjusted: float | None = None
+    metric: JudgedMetric = "test_accuracy"
+    """What `delta` measures: test accuracy or balanced accuracy (a class-balance fix)."""
     confirmed: bool = True
     """False for a change measured as promising but not significant after the adjustment: it
     is to be confirmed (it is in the next study, not in the recommendation)."""
@@ -444,6 +456,37 @@ class LabelIssues(_Model):
     note: str = ""
 
 
+class CurvePoint(_Model):
+    """One share of the training split on the learning curve, across its seeds."""
+
+    variant: str
+    fraction: float
+    """`training.train_fraction` of its runs (1.0: the whole training split)."""
+    samples: int | None
+    """Training samples at that share (None when the dataset could not be read)."""
+    test_accuracy: MetricStats
+    val_accuracy: MetricStats
+    train_accuracy: MetricStats
+    """Final-epoch training accuracy."""
+    test_values: list[float]
+    val_values: list[float]
+    train_values: list[float]
+    """Each succeeded seed's value, for the plot."""
+
+
+class LearningCurve(_Model):
+    """Accuracy against the share of the training split (variants that change only
+    `training.train_fraction`): would more data help? Never a fix or a cause."""
+
+    points: list[CurvePoint]
+    """Smallest share first."""
+    step: Comparison | None
+    """The largest share against the one below it (Welch, 95% interval, not adjusted)."""
+    reading: Literal["rising", "flat", "unclear"]
+    statement: str
+    """The reading in one line, with the step and its interval."""
+
+
 class Summary(_Model):
     schema_version: int = SUMMARY_SCHEMA_VERSION
     study_id: str
@@ -487,3 +530,6 @@ class Summary(_Model):
     label_issues: LabelIssues | None = None
     """The training samples most likely mislabelled, when the study holds every fold of a
     config's out-of-fold runs (a staged diagnosis that searched label noise)."""
+    learning_curve: LearningCurve | None = None
+    """Accuracy against the share of the training split, when the study trained the
+    baseline's config on at least two shares."""

@@ -54,6 +54,7 @@ def fix_of(study: StudyContrasts, c: Contrast, confirmed: bool = True) -> Fix:
         ci_low=comparison.ci_low if comparison else None,
         ci_high=comparison.ci_high if comparison else None,
         p_adjusted=comparison.p_adjusted if comparison else None,
+        metric=comparison.metric if comparison else "test_accuracy",
     )
 
 

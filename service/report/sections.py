@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.report.formatting import interval, number, p_value, pct, points
+from service.report.formatting import cause_amounts, interval, number, p_value, pct, points
 from service.report.models import Cause, Factorial, LabelIssues, Summary
 
 
@@ -163,14 +163,14 @@ def _cause(cause: Cause) -> Item:
         ("To try (untested; alternatives)" if index == 0 else "", fix.spec)
         for index, fix in enumerate(cause.try_next)
     ]
+    measured, missing = cause_amounts(cause)
     rows = []
-    if cause.fix is not None:
-        rows.append(("gain, measured", points(cause.fix.delta or 0.0)))
-    if cause.fix is None or cause.gain > (cause.fix.delta or 0.0):
-        rows.append(("accuracy at stake", points(cause.gain)))
+    if measured:
+        rows.append(("fix measured", measured))
     if cause.fix is not None and cause.fix.ci_low is not None:
-        rows.append(("95% CI", f"{points(cause.fix.ci_low)} to {points(cause.fix.ci_high)}"))
         rows.append(("p (BH-adjusted)", p_value(cause.fix.p_adjusted)))
+    if missing:
+        rows.append(("missing by the symptom", missing))
     return Item(
         title=cause.title,
         text=f"{cause.statement} What to do: {cause.advice}",

@@ -17,8 +17,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from service.lifecycle import EpochRecord, RunMetrics
-from service.report.models import Comparison, Curves, MetricStats, VariantRecord, VariantStats
+from service.lifecycle import EpochRecord, RunMetrics, TestMetrics
+from service.report.models import (
+    Comparison,
+    Curves,
+    JudgedMetric,
+    MetricStats,
+    VariantRecord,
+    VariantStats,
+)
 
 UNIT = (0.0, 1.0)
 """The range of an accuracy."""
@@ -276,9 +283,14 @@ def curves(metrics: list[RunMetrics]) -> Curves:
 
 
 def variant_stats(
-    variant: VariantRecord, baseline: VariantRecord | None, alpha: float = 0.05
+    variant: VariantRecord,
+    baseline: VariantRecord | None,
+    alpha: float = 0.05,
+    metric: JudgedMetric = "test_accuracy",
 ) -> VariantStats:
-    """Everything the report says about one variant; `baseline` None for the baseline itself."""
+    """Everything the report says about one variant; `baseline` None for the baseline itself.
+    `metric` is what the comparison with the baseline is on (balanced accuracy for a variant
+    that only reweights or resamples the classes)."""
     done = [run.metrics for run in variant.runs if run.metrics is not None]
     histories = [m.history for m in done]
     diverged = sum(1 for run in variant.runs if run.metrics is None and run.state == "diverged")
@@ -286,8 +298,13 @@ def variant_stats(
     samples = samples_tested(variant)
     if baseline is not None:
         comparison = compare(
-            seed_accuracies(variant), seed_accuracies(baseline), alpha, samples or samples_tested(baseline)
+            seed_values(variant, metric),
+            seed_values(baseline, metric),
+            alpha,
+            samples_for(variant, metric) or samples_for(baseline, metric),
         )
+        if comparison is not None:
+            comparison.metric = metric
     return VariantStats(
         name=variant.name,
         factor=variant.factor,
@@ -305,6 +322,10 @@ def variant_stats(
         train_val_gap=metric_stats((_gap(h) for h in histories), bounds=(-1.0, 1.0)),
         best_epoch=metric_stats(_best_epoch(h) for h in histories),
         vs_baseline=comparison,
+        balanced_accuracy=metric_stats(
+            seed_values(variant, "balanced_accuracy"),
+            accuracy_samples=samples_for(variant, "balanced_accuracy"),
+        ),
         curves=curves(done),
     )
 
@@ -317,4 +338,57 @@ def seed_accuracies(variant: VariantRecord) -> list[float]:
 def samples_tested(variant: VariantRecord) -> int | None:
     """The size of the test split the variant's accuracies were measured on."""
     sizes = [run.metrics.test.samples for run in variant.runs if run.metrics is not None]
+    return min(sizes) if sizes else None
+
+
+# Balanced accuracy: the mean of the per-class recalls
+
+
+def balanced_accuracy(test: TestMetrics) -> float | None:
+    """Mean recall over the classes present in the test split (scikit-learn's
+    balanced_accuracy_score), from the confusion matrix; None without a test sample."""
+    matrix = np.asarray(test.confusion_matrix, dtype=np.float64)
+    if matrix.ndim != 2 or not matrix.size:
+        return None
+    support = matrix.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return None
+    return float(np.mean(np.diag(matrix)[present] / support[present]))
+
+
+def balanced_samples(test: TestMetrics) -> int | None:
+    """The number of images whose binomial noise equals the balanced accuracy's, for the
+    floor `compare` puts under each seed's variance. Each class's recall is measured on that
+    class's samples alone, so the mean of K recalls has variance sum(r(1-r)/n_k) / K^2: a
+    minority class of few test samples makes it noisier than plain accuracy on them all."""
+    matrix = np.asarray(test.confusion_matrix, dtype=np.float64)
+    if matrix.ndim != 2 or not matrix.size:
+        return None
+    support = matrix.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return None
+    n = support[present]
+    recall = np.clip(np.diag(matrix)[present] / n, 0.5 / n, 1 - 0.5 / n)
+    variance = float(np.sum(recall * (1 - recall) / n)) / len(n) ** 2
+    mean = float(np.clip(recall.mean(), 0.5 / n.sum(), 1 - 0.5 / n.sum()))
+    return max(1, int(mean * (1 - mean) / variance)) if variance > 0 else int(n.sum())
+
+
+def seed_values(variant: VariantRecord, metric: JudgedMetric) -> list[float]:
+    """Each succeeded run's test accuracy or balanced accuracy."""
+    if metric == "test_accuracy":
+        return seed_accuracies(variant)
+    done = [run.metrics.test for run in variant.runs if run.metrics is not None]
+    return [value for value in map(balanced_accuracy, done) if value is not None]
+
+
+def samples_for(variant: VariantRecord, metric: JudgedMetric) -> int | None:
+    """The test size behind `metric`'s binomial floor: the test split's, or for balanced
+    accuracy its equivalent (`balanced_samples`), the smallest across the variant's runs."""
+    if metric == "test_accuracy":
+        return samples_tested(variant)
+    sizes = [balanced_samples(run.metrics.test) for run in variant.runs if run.metrics is not None]
+    sizes = [size for size in sizes if size]
     return min(sizes) if sizes else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from service.lifecycle import RunState
+from service.report.balance import judged_metrics
 from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
 from service.report.label_issues import label_issues
@@ -97,9 +98,15 @@ def variant_summaries(data: StudyData, alpha: float = ALPHA) -> list[VariantStat
         retrained is not None and v.name.endswith(CONFIRM_SUFFIX) and v is not retrained
         for v in data.variants
     ]
+    # Class weighting and resampling are judged on balanced accuracy (service/report/balance.py).
+    metrics = judged_metrics(data)
     stats = [
-        variant_stats(variant, _reference(index, variant, confirm, baseline, retrained), alpha)
-        for index, (variant, confirm) in enumerate(zip(data.variants, confirming, strict=True))
+        variant_stats(
+            variant, _reference(index, variant, confirm, baseline, retrained), alpha, metric
+        )
+        for index, (variant, confirm, metric) in enumerate(
+            zip(data.variants, confirming, metrics, strict=True)
+        )
     ]
     family = [
         (s.vs_baseline, confirm)

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from service.lifecycle import StudyDocument
 from service.report import gather_document
-from service.report.formatting import interval, mean_std, p_value, pct, points
+from service.report.formatting import cause_amounts, interval, mean_std, p_value, pct, points
 from service.report.labels import short_labels
 from service.report.models import Summary, VariantStats
 from service.report.summary import variant_summaries
@@ -82,17 +82,13 @@ def answer(summary: Summary) -> Group:
     """The verdict, the top causes with their fixes, and what to do next."""
     parts: list = [Text.from_markup(f"[bold]Answer:[/] {escape(summary.verdict)}")]
     for rank, cause in enumerate(summary.causes[:TOP_CAUSES], 1):
-        measured = cause.fix is not None
-        gain = points(cause.gain)
-        if measured and cause.fix.ci_low is not None:
-            gain += f" {interval(cause.fix.ci_low, cause.fix.ci_high, signed=True)}"
-        what = "measured" if measured else "at stake"
-        colour = "green" if measured else "yellow"
-        parts.append(
-            Text.from_markup(
-                f"  {rank}. [bold]{escape(cause.title)}[/] ([{colour}]{escape(gain)} {what}[/])"
-            )
-        )
+        measured, missing = cause_amounts(cause)
+        parts.append(Text.from_markup(f"  {rank}. [bold]{escape(cause.title)}[/]"))
+        # Two numbers, never confused: what the fix measured, what the symptom says is missing.
+        if measured:
+            parts.append(Text.from_markup(f"     [green]fix measured {escape(measured)}[/]"))
+        if missing:
+            parts.append(Text.from_markup(f"     [yellow]{escape(missing)} missing by the symptom[/]"))
         if measured:
             parts.append(Text.from_markup(f"     fix: {escape(_dotted(cause.fix.changes))}"))
         elif cause.advice:

@@ -12,12 +12,14 @@ from service.report.stats import (
     detectable_effect,
     per_seed_sd,
     pooled_std,
+    samples_for,
     samples_tested,
     seed_accuracies,
+    seed_values,
     seeds_needed,
     threshold_to_join,
 )
-from service.report.wording import describe, p_text, points
+from service.report.wording import describe, metric_words, p_text, points
 
 PRACTICAL_SEEDS = 100
 """Seeds per variant beyond which the report says an effect is too small to chase."""
@@ -26,13 +28,14 @@ PRACTICAL_SEEDS = 100
 def inconclusive(study: StudyContrasts, fair: list[Contrast]) -> list[Inconclusive]:
     comparisons = [c.stats.vs_baseline for c in fair if c.stats.vs_baseline is not None]
     level = threshold_to_join(comparisons, study.alpha)
-    samples = samples_tested(study.baseline_record)
     entries = []
     for c in fair:
         comparison = c.stats.vs_baseline
         if comparison is None or comparison.significant:
             continue
-        values, base = seed_accuracies(c.record), seed_accuracies(study.baseline_record)
+        samples = samples_for(study.baseline_record, comparison.metric)
+        values = seed_values(c.record, comparison.metric)
+        base = seed_values(study.baseline_record, comparison.metric)
         spread = max(
             filter(None, (per_seed_sd(values, samples), per_seed_sd(base, samples))), default=None
         )
@@ -53,7 +56,8 @@ def inconclusive(study: StudyContrasts, fair: list[Contrast]) -> list[Inconclusi
 
 def _inconclusive_text(c: Contrast, needed: int | None, seeds: int, level: float) -> str:
     comparison = c.stats.vs_baseline
-    head = f"{c.name} ({describe(c.changes)}): {points(comparison.delta)}"
+    of = f" of {metric_words(c.metric, short=True)}" if c.metric == "balanced_accuracy" else ""
+    head = f"{c.name} ({describe(c.changes)}): {points(comparison.delta)}{of}"
     if comparison.p_value is None:
         return (
             f"{head} from {seeds} seed{'s' if seeds != 1 else ''} per side: a test needs at least "

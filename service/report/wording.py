@@ -13,6 +13,13 @@ def points(delta: float) -> str:
     return f"{value:+.2f} points" if 0 < abs(value) < 0.1 else f"{value:+.1f} points"
 
 
+def metric_words(metric: str, short: bool = False) -> str:
+    """How a compared metric is named in a sentence: balanced accuracy is always named."""
+    if metric == "balanced_accuracy":
+        return "balanced accuracy" if short else "balanced accuracy (mean per-class recall)"
+    return "test accuracy"
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 

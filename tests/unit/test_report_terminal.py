@@ -31,9 +31,33 @@ def test_the_answer_gives_the_verdict_the_top_causes_and_their_fixes():
     text = render(answer(summary))
     assert text.startswith("Answer: " + summary.verdict[:40])
     assert "1. Learning rate too high" in text and "fix: optimizer.learning_rate: 0.001" in text
-    assert "+5.7 pts [+3.7, +7.7] measured" in text
-    assert "2. Class imbalance" in text and "at stake" in text
+    assert "fix measured +5.7 points (95% CI +3.7 to +7.7)" in text
+    assert "2. Class imbalance" in text and "up to +2.0 points missing by the symptom" in text
     assert "next: next-study.yaml" in text
+
+
+def test_a_fix_and_a_larger_symptom_are_two_numbers_worded_apart_alike_in_terminal_and_report():
+    from service.report.sections import sections
+    from tests.planted_study import make_study as planted
+
+    chance = {"test_accuracy": 0.10, "sd": 0.0, "gap": 0.0, "gap_sd": 0.0}
+    data = planted(
+        {"baseline": chance, "lr x0.1": {"overrides": {"optimizer.learning_rate": 0.0001}}},
+        seeds=3,
+        dataset=clean_facts(),
+    )
+    summary = summarize_study(data, generated_at="")
+    cause = summary.causes[0]
+    assert cause.fix is not None and cause.gain > cause.fix.delta  # the symptom says more is missing
+    text = render(answer(summary))
+    measured = f"fix measured +{cause.fix.delta * 100:.1f} points (95% CI +"
+    missing = f"up to +{cause.gain * 100:.1f} points missing by the symptom"
+    assert measured in text and missing in text
+    assert "at stake" not in text and " measured)" not in text
+    card = next(s for s in sections(summary) if s.id == "causes").items[0]
+    rows = dict(card.rows)
+    assert rows["fix measured"].startswith(measured.removeprefix("fix measured "))
+    assert rows["missing by the symptom"] == missing.removesuffix(" missing by the symptom")
 
 
 def test_deltas_are_coloured_by_significance_not_by_sign():
