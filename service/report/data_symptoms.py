@@ -71,7 +71,7 @@ def class_symptoms(
                     f"{' ...' if len(minority) > 5 else ''}) reach "
                     f"{pct(float(np.nanmean(recall[minority])))} test recall against "
                     f"{pct(reference)} for the others; class {names[worst]!r} only "
-                    f"{pct(float(recall[worst]))}."
+                    f"{pct(float(recall[worst]))}.{_balanced_text(study)}"
                 ),
                 evidence={
                     "ratio": ratio if math.isfinite(ratio) else None,
@@ -80,6 +80,7 @@ def class_symptoms(
                     "minority_recall": float(np.nanmean(recall[minority])),
                     "majority_recall": reference,
                     "per_class_recall": {names[k]: _num(recall[k]) for k in range(len(recall))},
+                    "balanced_accuracy": _balanced(study),
                 },
                 stake=stake,
             )
@@ -96,15 +97,35 @@ def class_symptoms(
                     f"The model rarely gets {listed} right (test recall, mean of "
                     f"{len(runs)} seeds), against {pct(float(np.nanmean(recall)))} on average: "
                     "those classes are confused with others or never predicted."
+                    + _balanced_text(study)
                 ),
                 evidence={
                     "collapsed_classes": [names[k] for k, _ in rest],
                     "per_class_recall": {names[k]: _num(recall[k]) for k in range(len(recall))},
+                    "balanced_accuracy": _balanced(study),
                 },
                 stake=stake,
             )
         )
     return found
+
+
+def _balanced(study: StudyContrasts) -> float | None:
+    stats = study.baseline.balanced_accuracy
+    return stats.mean if stats is not None else None
+
+
+def _balanced_text(study: StudyContrasts) -> str:
+    """The baseline's balanced accuracy, the measure class-weighting and resampling fixes are
+    judged on (service/report/balance.py)."""
+    balanced = _balanced(study)
+    if balanced is None:
+        return ""
+    return (
+        f" Balanced accuracy (mean per-class recall) is {pct(balanced)} against "
+        f"{pct(study.baseline.test_accuracy.mean)} plain test accuracy; class weighting and "
+        "resampling are judged on it."
+    )
 
 
 def _num(value: float) -> float | None:

@@ -17,7 +17,9 @@ PLOT_CAPTIONS: dict[str, tuple[str, str]] = {
     "test_accuracy.png": (
         "Test accuracy per variant",
         "Mean test accuracy across seeds with its 95% confidence interval; the dashed line is the "
-        "baseline's mean. Red: significantly worse than the baseline, green: significantly better.",
+        "baseline's mean. Red: significantly worse than the baseline, green: significantly better. "
+        "A class-weighting or resampling variant is compared on balanced accuracy (its label "
+        "says so): its colour and difference are that comparison's.",
     ),
     "learning_curves.png": (
         "Learning curves",

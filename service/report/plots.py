@@ -121,8 +121,9 @@ def _interval_chart(
             and variant.name != summary.baseline
         ):
             mark = " *" if comparison.significant else ""
+            balanced = " balanced acc." if comparison.metric == "balanced_accuracy" else ""
             ax.annotate(
-                f"{points(comparison.delta)}{mark}",
+                f"{points(comparison.delta)}{balanced}{mark}",
                 (mean, row),
                 xytext=(0, 7),
                 textcoords="offset points",

@@ -70,8 +70,15 @@ def _repair(summary: Summary) -> Section:
         if repair.gain is not None
         else "Not measured as one config: train the repaired spec to measure it."
     )
+    balanced = {
+        v.name for v in summary.variants if v.vs_baseline and v.vs_baseline.metric == "balanced_accuracy"
+    }
     rows = [
-        (fix.variant, f"{points(fix.gain)} ({fix.decided_by}, p {p_value(fix.p_value)})")
+        (
+            fix.variant,
+            f"{points(fix.gain)}{' of balanced accuracy' if fix.variant in balanced else ''} "
+            f"({fix.decided_by}, p {p_value(fix.p_value)})",
+        )
         for fix in repair.fixes
         if fix.variant not in repair.dropped
     ]

@@ -67,15 +67,25 @@ def stats_table(
         seeds = f"{variant.succeeded}/{variant.seeds}"
         name = labels.get(variant.name, variant.name)
         table.add_row(escape(name), seeds, mean_std(variant.test_accuracy), delta, p)
+    balanced = [
+        labels.get(v.name, v.name)
+        for v in variants
+        if v.vs_baseline is not None and v.vs_baseline.metric == "balanced_accuracy"
+    ]
+    note = (
+        [Text(f"Δ on balanced accuracy (mean per-class recall) for: {', '.join(balanced)}")]
+        if balanced
+        else []
+    )
     legend = [(short, name) for name, short in labels.items() if short != name]
     if not legend:
-        return table
+        return Group(table, *note) if note else table
     key = Table(box=None, show_header=False, pad_edge=False)
     key.add_column(style="bold", no_wrap=True)
     key.add_column(overflow="fold", max_width=72)
     for short, name in legend:
         key.add_row(escape(short), escape(name))
-    return Group(table, key)
+    return Group(table, *note, key)
 
 
 def answer(summary: Summary) -> Group:
