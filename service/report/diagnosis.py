@@ -22,6 +22,7 @@ from service.report.contrast import (
     main_effect_contrasts,
 )
 from service.report.data_facts import data_findings
+from service.report.learning_curve import FRACTION
 from service.report.models import (
     Cause,
     Factorial,
@@ -388,6 +389,11 @@ def _plain(study: StudyContrasts, c: Contrast) -> str:
 
 
 def _unfair_text(c: Contrast) -> str:
+    if c.only(FRACTION):
+        return (
+            f"{c.name} ({describe(c.changes)}) trains on a share of the training split: a point "
+            "of the learning curve (scored on the same test set, shown there), never a fix."
+        )
     return (
         f"{c.name} ({describe(c.changes)}) changes the data or the split, so it is scored on a "
         "different test set: its difference is shown but not claimed as an effect."

@@ -40,6 +40,13 @@ PLOT_CAPTIONS: dict[str, tuple[str, str]] = {
         "Test predictions summed over the seeds of the variant with the highest mean test "
         "accuracy, each row normalized by its true class.",
     ),
+    "data_learning_curve.png": (
+        "Learning curve: would more data help?",
+        "Accuracy of the baseline's config trained on shares of the training split (number of "
+        "training samples in brackets): each seed a point, the mean a line, the test accuracy's "
+        "95% confidence interval a band; validation (dashed) and final training (dotted) "
+        "accuracy beside it. Its reading compares the largest share with the one below it.",
+    ),
     "grid_heatmap.png": (
         "Grid: test accuracy per cell",
         "Mean test accuracy of each cell of the two-factor grid across its seeds (n).",
@@ -73,6 +80,8 @@ def plot_names(summary: Summary) -> list[str]:
     best = best_variant(summary)
     if best is not None and best.name != summary.baseline:
         names.append("confusion_best.png")
+    if summary.learning_curve is not None:
+        names.append("data_learning_curve.png")
     factorial = summary.factorial
     if factorial is not None and factorial.cells:
         if len(factorial.factors) == 2:

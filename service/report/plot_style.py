@@ -11,6 +11,7 @@ HELPS = "#1e8449"
 NEUTRAL = "#6b6b6b"
 TRAIN = "#1f5fa8"
 VALIDATION = "#e07b00"
+TEST = "#6a3d9a"
 
 
 def cut_text(name: str, width: int = 38) -> str:

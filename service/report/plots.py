@@ -45,7 +45,11 @@ def render_plots(summary: Summary, data: StudyData) -> dict[str, bytes]:
     names = plot_names(summary)
     if "confusion_best.png" in names and best is not None:
         plots["confusion_best.png"] = _png(_confusion(summary, data, best.name, "Best variant"))
+    from service.report.curve_plots import data_learning_curve
     from service.report.grid_plots import factor_importance, grid_heatmap
+
+    if "data_learning_curve.png" in names and summary.learning_curve is not None:
+        plots["data_learning_curve.png"] = _png(data_learning_curve(summary.learning_curve))
 
     if "grid_heatmap.png" in names and summary.factorial is not None:
         plots["grid_heatmap.png"] = _png(grid_heatmap(summary.factorial))

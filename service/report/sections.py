@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.report.formatting import cause_amounts, interval, number, p_value, pct, points
-from service.report.models import Cause, Factorial, LabelIssues, Summary
+from service.report.learning_curve import beside, sentence, share
+from service.report.models import Cause, Factorial, LabelIssues, LearningCurve, Summary
 
 
 @dataclass
@@ -48,6 +49,7 @@ def sections(summary: Summary) -> list[Section]:
         _causes(summary),
         *([_factorial(summary.factorial)] if summary.factorial is not None else []),
         _symptoms(summary),
+        *([_learning_curve(summary.learning_curve)] if summary.learning_curve is not None else []),
         *([_label_issues(summary.label_issues)] if summary.label_issues is not None else []),
         _strengths(summary),
         _inconclusive(summary),
@@ -153,7 +155,7 @@ def _causes(summary: Summary) -> Section:
     return Section(
         "causes",
         "What is causing low accuracy",
-        items=[_cause(cause) for cause in summary.causes],
+        items=[_cause(cause, summary.learning_curve) for cause in summary.causes],
         empty=(
             "Nothing to fix found: no change tested helps by at least a point of test accuracy "
             "and the baseline's runs show no symptom of a problem."
@@ -162,7 +164,7 @@ def _causes(summary: Summary) -> Section:
     )
 
 
-def _cause(cause: Cause) -> Item:
+def _cause(cause: Cause, curve: LearningCurve | None = None) -> Item:
     code = []
     if cause.fix is not None:
         code.append((f"The fix, measured ({cause.fix.variant})", cause.fix.spec))
@@ -178,9 +180,10 @@ def _cause(cause: Cause) -> Item:
         rows.append(("p (BH-adjusted)", p_value(cause.fix.p_adjusted)))
     if missing:
         rows.append(("missing by the symptom", missing))
+    reading = f" {sentence(curve)}" if curve is not None and beside(cause) else ""
     return Item(
         title=cause.title,
-        text=f"{cause.statement} What to do: {cause.advice}",
+        text=f"{cause.statement}{reading} What to do: {cause.advice}",
         badge={"fix": "fix", "symptom": "symptom", "fix and symptom": "fix"}[cause.basis],
         code=code,
         rows=rows,
@@ -303,10 +306,38 @@ def _factorial(factorial: Factorial) -> Section:
     )
 
 
+def _learning_curve(curve: LearningCurve) -> Section:
+    """The curve's points, one row per share of the training split, and its reading."""
+    rows = []
+    for point in curve.points:
+        name = share(point.fraction) + (f" ({point.samples} samples)" if point.samples is not None else "")
+        test = point.test_accuracy
+        value = (
+            f"test {pct(test.mean)} {interval(test.ci_low, test.ci_high)}, validation "
+            f"{pct(point.val_accuracy.mean)}, training {pct(point.train_accuracy.mean)} "
+            f"({test.n} seed{'s' if test.n != 1 else ''}; {point.variant})"
+        )
+        rows.append((name, value))
+    return Section(
+        "learning_curve",
+        "Learning curve: would more data help?",
+        intro=(
+            f"{curve.statement[:1].upper()}{curve.statement[1:]}. Each point trains the baseline's "
+            "config on a share of the training split (training.train_fraction) and is scored on "
+            "the same test set; a point is never a fix or a cause. The reading compares the two "
+            "largest shares (Welch's test on the seeds, 95% interval)."
+        ),
+        items=[Item(title="Accuracy per share of the training split", badge="data", rows=rows)],
+    )
+
+
 def _symptoms(summary: Summary) -> Section:
     items = []
+    claimed = any(beside(cause) for cause in summary.causes)
     for symptom in summary.symptoms:
         text = symptom.statement
+        if symptom.rule == "overfitting" and summary.learning_curve is not None and not claimed:
+            text += " " + sentence(summary.learning_curve)
         if symptom.refuted_by:
             text += (
                 f" Its direct remedy was tested ({', '.join(symptom.refuted_by)}) without a gain, "

@@ -10,6 +10,7 @@ from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
 from service.report.label_issues import label_issues
 from service.report.labels import short_labels
+from service.report.learning_curve import learning_curve
 from service.report.models import (
     RunRecord,
     StageRecord,
@@ -81,6 +82,7 @@ def summarize_with_files(data: StudyData, generated_at: str) -> tuple[Summary, d
         ],
         repair=data.repair,
         label_issues=label_issues(data),
+        learning_curve=learning_curve(found.study, ALPHA),
     )
     return summary, files
 

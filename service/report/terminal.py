@@ -19,6 +19,7 @@ from service.lifecycle import StudyDocument
 from service.report import gather_document
 from service.report.formatting import cause_amounts, interval, mean_std, p_value, pct, points
 from service.report.labels import short_labels
+from service.report.learning_curve import beside
 from service.report.models import Summary, VariantStats
 from service.report.summary import variant_summaries
 from service.store.base import Store
@@ -91,6 +92,7 @@ def stats_table(
 def answer(summary: Summary) -> Group:
     """The verdict, the top causes with their fixes, and what to do next."""
     parts: list = [Text.from_markup(f"[bold]Answer:[/] {escape(summary.verdict)}")]
+    curve, read = summary.learning_curve, False
     for rank, cause in enumerate(summary.causes[:TOP_CAUSES], 1):
         measured, missing = cause_amounts(cause)
         parts.append(Text.from_markup(f"  {rank}. [bold]{escape(cause.title)}[/]"))
@@ -103,8 +105,13 @@ def answer(summary: Summary) -> Group:
             parts.append(Text.from_markup(f"     fix: {escape(_dotted(cause.fix.changes))}"))
         elif cause.advice:
             parts.append(Text.from_markup(f"     {escape(cause.advice)}"))
+        if curve is not None and beside(cause):
+            parts.append(Text(f"     learning curve: {curve.statement}"))
+            read = True
     if len(summary.causes) > TOP_CAUSES:
         parts.append(Text(f"  ... and {len(summary.causes) - TOP_CAUSES} more in the report"))
+    if curve is not None and not read:
+        parts.append(Text(f"  learning curve: {curve.statement}"))
     if summary.label_issues is not None:
         parts += _label_issue_lines(summary)
     factorial = summary.factorial
