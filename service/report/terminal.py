@@ -97,10 +97,9 @@ def answer(summary: Summary) -> Group:
         measured, missing = cause_amounts(cause)
         parts.append(Text.from_markup(f"  {rank}. [bold]{escape(cause.title)}[/]"))
         # Two numbers, never confused: what the fix measured, what the symptom says is missing.
-        if measured:
-            parts.append(Text.from_markup(f"     [green]fix measured {escape(measured)}[/]"))
-        if missing:
-            parts.append(Text.from_markup(f"     [yellow]{escape(missing)} missing by the symptom[/]"))
+        amounts = [f"[green]fix measured {escape(measured)}[/]"] if measured else []
+        amounts += [f"[yellow]{escape(missing)} missing by the symptom[/]"] if missing else []
+        parts.append(Text.from_markup("     " + "; ".join(amounts)))
         if measured:
             parts.append(Text.from_markup(f"     fix: {escape(_dotted(cause.fix.changes))}"))
         elif cause.advice:
