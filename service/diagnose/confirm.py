@@ -13,10 +13,11 @@ The procedure (two stages, screen then confirm):
   their own (`lr 0.0001 (confirm)`, `baseline (confirm)`), up to `max_seeds` per config in all.
 - *The decision is made on the confirmation seeds alone*: Welch's t-test of each candidate's
   fresh runs against the baseline's fresh runs (each seed's variance floored by the binomial
-  noise of the test split, as the report does), Holm's step-down over the candidates confirmed
-  together, at the study's alpha, and a gain of at least MIN_GAIN. The screening seeds chose the
-  candidates; they never enter the test that decides, so the selection cannot inflate it, and
-  Holm keeps the chance of confirming any null candidate at most alpha. A candidate not
+  noise of the test split, as the report does; on balanced accuracy for a change of class
+  weights or resampling alone, as the report screens it), Holm's step-down over the
+  candidates confirmed together, at the study's alpha, and a gain of at least MIN_GAIN. The
+  screening seeds chose the candidates; they never enter the test that decides, so the
+  selection cannot inflate it, and Holm keeps the chance of confirming any null candidate at most alpha. A candidate not
   confirmed is refuted for this diagnosis: there is one confirmation stage, never a second look.
 """
 
@@ -27,6 +28,7 @@ import math
 from scipy import stats as sps
 
 from service.diagnose.models import BASELINE, CONFIRM_SUFFIX, FixFound, Stage
+from service.report.balance import BALANCE_PATHS
 from service.report.models import MetricStats, Summary, VariantStats
 from service.report.rules.thresholds import MIN_GAIN
 from service.report.stats import binomial_var
@@ -105,6 +107,13 @@ def holm(p_values: list[float | None], alpha: float) -> list[bool]:
     return rejected
 
 
+def judged_on(overrides: dict) -> str:
+    """The metric a confirmation compares on: balanced accuracy for a change of class weights or
+    resampling alone (as the report screens it, `service.report.balance`), else test accuracy."""
+    balancing = overrides and all(path.startswith(BALANCE_PATHS) for path in overrides)
+    return "balanced_accuracy" if balancing else "test_accuracy"
+
+
 def decide(
     summary: Summary, stage: Stage, test_samples: int | None
 ) -> tuple[list[FixFound], list[str]]:
@@ -118,7 +127,12 @@ def decide(
         if base is None or stats is None:
             results.append((variant, 0.0, None))
             continue
-        delta, p = welch(stats.test_accuracy, base.test_accuracy, test_samples)
+        metric = judged_on(variant.overrides)
+        ours, theirs = getattr(stats, metric), getattr(base, metric)
+        if ours is None or theirs is None:
+            results.append((variant, 0.0, None))
+            continue
+        delta, p = welch(ours, theirs, test_samples)
         results.append((variant, delta, p))
     rejected = holm([p for _, _, p in results], summary.alpha)
     fixes, refuted = [], []

@@ -446,3 +446,42 @@ def test_usual_regularization_does_not_jump_the_learning_rate_range():
     base = config({"model.l2": 0.0001, "model.dropout": 0.5})
     found = plan(summarize({"baseline": CHANCE}, base=base), [BASELINE_DONE], base=base)
     assert {v.factor for v in found.variants} == {"learning_rate"}
+
+
+def _seeds(mean: float, std: float = 0.01, n: int = 5):
+    from service.report.models import MetricStats
+
+    return MetricStats(n=n, mean=mean, std=std, ci_low=None, ci_high=None)
+
+
+def test_a_class_weight_confirmation_is_decided_on_balanced_accuracy_like_its_screening():
+    """Weighting the classes costs the majority class some plain accuracy and wins the
+    minority's: the confirmation compares balanced accuracy, as the report screened it; a
+    change of anything else is still decided on test accuracy."""
+    from types import SimpleNamespace
+
+    from service.diagnose.confirm import decide
+
+    def stats(name, plain, balanced):
+        return SimpleNamespace(name=name, test_accuracy=_seeds(plain), balanced_accuracy=_seeds(balanced))
+
+    summary = SimpleNamespace(
+        alpha=0.05,
+        variants=[
+            stats("baseline (confirm)", 0.90, 0.60),
+            stats("class weight (confirm)", 0.87, 0.80),
+            stats("dropout 0.5 (confirm)", 0.87, 0.80),
+        ],
+    )
+    done = Stage(
+        index=2, kind="confirm", reason="done", seeds=[3, 4, 5, 6, 7],
+        variants=[
+            StageVariant(name="baseline (confirm)", factor=None, overrides={}),
+            StageVariant(name="class weight (confirm)", factor=None,
+                         overrides={"training.class_weight": "balanced"}),
+            StageVariant(name="dropout 0.5 (confirm)", factor=None, overrides={"model.dropout": 0.5}),
+        ],
+    )
+    fixes, refuted = decide(summary, done, test_samples=360)
+    assert [(f.variant, round(f.gain, 2)) for f in fixes] == [("class weight", 0.20)]
+    assert refuted == ["dropout 0.5"]  # 3 points of plain accuracy lost: no fix
