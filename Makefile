@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STORE ?= ablate-results
+# pytest-xdist workers for `make test` (a module to a worker, the longest modules first)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-stress lint bench bench-diagnosis clean browser
 
@@ -22,7 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/ruff check service workers tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The integration tests with worker clusters, 5 rounds in a row beside a CPU hog (issue 14).
 test-stress: $(STAMP)

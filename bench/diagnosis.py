@@ -16,7 +16,7 @@ accuracies, so a planted fault is shown to be real and a healthy baseline to be 
 
     .venv/bin/python bench/diagnosis.py --out diagnosis.json
     .venv/bin/python bench/diagnosis.py --cases lr_too_high,healthy --jobs 2
-    .venv/bin/python bench/diagnosis.py --quick            # two cases, 2 epochs, 2 seeds
+    .venv/bin/python bench/diagnosis.py --quick            # two cases, 2 epochs, 2 seeds, 16 runs each
     PYTHONPATH=/other/tree .venv/bin/python bench/diagnosis.py --ablate ".venv/bin/python -m service.cli"
 """
 
@@ -43,6 +43,8 @@ from bench.diagnosis_cases import CASES, QUICK, Case, build_spec, fixed_value, w
 
 TARGETS = {"recall": 0.90, "false_alarms": 0, "median_runs": 40, "median_digits_seconds": 120.0}
 CASE_TIMEOUT = 1800
+QUICK_BUDGET = 16
+"""--quick's runs per diagnosis: a baseline, a search and a confirmation, cut short (a smoke test)."""
 
 
 def top_cause(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,7 +88,9 @@ def names_fault(cause: dict[str, Any] | None, accepted: frozenset[str]) -> bool:
     return False
 
 
-def run_case(case: Case, ablate: list[str], work: Path, jobs: int, quick: bool) -> dict[str, Any]:
+def run_case(
+    case: Case, ablate: list[str], work: Path, jobs: int, quick: bool, budget: int | None = None
+) -> dict[str, Any]:
     directory = work / case.name
     directory.mkdir()
     spec = build_spec(case, work / "data", *((2, 2) if quick else (None, None)))
@@ -94,6 +98,8 @@ def run_case(case: Case, ablate: list[str], work: Path, jobs: int, quick: bool) 
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     store = directory / "store"
     command = [*ablate, "diagnose", str(spec_path), "--store", str(store), "--jobs", str(jobs)]
+    if budget is not None:
+        command += ["--budget-runs", str(budget)]
     start = time.perf_counter()
     done = subprocess.run(
         command, cwd=directory, capture_output=True, text=True, timeout=CASE_TIMEOUT
@@ -231,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"cases {', '.join(QUICK)}; 2 epochs, 2 seeds")
     parser.add_argument("--jobs", type=int, default=2, help="ablate's --jobs (default 2)")
+    parser.add_argument(
+        "--budget-runs", type=int,
+        help=f"ablate diagnose's --budget-runs (default: its own; {QUICK_BUDGET} with --quick)",
+    )
     parser.add_argument("--ablate", default=str(ROOT / ".venv" / "bin" / "ablate"), help="the ablate command")
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     parser.add_argument("--verify", action="store_true", help="train each baseline beside its fix instead")
@@ -264,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         rows = []
         for case in cases:
-            rows.append(run_case(case, ablate, work, args.jobs, args.quick))
+            budget = args.budget_runs or (QUICK_BUDGET if args.quick else None)
+            rows.append(run_case(case, ablate, work, args.jobs, args.quick, budget))
             row = rows[-1]
             print(f"... {case.name}: {row['rule'] or row['error'] or 'no cause'} "
                   f"({row['runs']} runs, {row['seconds']:.0f} s)", file=sys.stderr, flush=True)

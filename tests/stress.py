@@ -1,8 +1,10 @@
 """`make test-stress`: the integration tests that start worker clusters (distributed, faults,
 load) ROUNDS times in a row while a CPU hog keeps one core busy, as on a machine whose other
-core is training. Prints each round's result and duration; exits non-zero if any round failed.
+core is training. The modules run as `make test` runs them, on two pytest-xdist workers (faults
+beside distributed and load), so each round has three busy processes on two cores. Prints each
+round's result and duration; exits non-zero if any round failed.
 
-    python tests/stress.py [--rounds 5] [--hogs 1] [pytest args ...]
+    python tests/stress.py [--rounds 5] [--hogs 1] [--workers 2] [pytest args ...]
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def main() -> int:
     parser.add_argument(
         "--hogs", type=int, default=1, help="busy-looping processes (one core each)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="pytest-xdist workers (1: one pytest process)"
+    )
     options, pytest_args = parser.parse_known_args()
+    if options.workers > 1:
+        pytest_args = ["-n", str(options.workers), "--dist", "loadfile", "--no-loadscope-reorder", *pytest_args]
     hogs = [multiprocessing.Process(target=_hog, daemon=True) for _ in range(options.hogs)]
     for hog in hogs:
         hog.start()
@@ -66,7 +73,7 @@ def main() -> int:
     failed = [r for r, code, _ in results if code != 0]
     print(
         f"stress: {len(results) - len(failed)}/{len(results)} rounds passed "
-        f"with {options.hogs} CPU hog(s); "
+        f"with {options.hogs} CPU hog(s) and {options.workers} pytest worker(s); "
         f"durations {', '.join(f'{s:.0f}s' for _, _, s in results)}"
     )
     return 1 if failed else 0

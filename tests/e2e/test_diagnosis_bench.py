@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.diagnosis import names_fault, top_cause
+from bench.diagnosis import QUICK_BUDGET, names_fault, top_cause
 from bench.diagnosis_cases import CASES, QUICK
 from tests.waits import run_process
 
@@ -99,6 +99,7 @@ def test_quick_mode_runs_two_diagnoses_and_writes_the_table(tmp_path, local_pace
         assert row["error"] is None
         # The diagnose battery: a baseline and its variants, 2 seeds each, all trained here.
         assert row["runs"] >= 2 * 5, row
+        assert row["runs"] <= QUICK_BUDGET, row  # --quick passes its budget to ablate diagnose
         assert row["seconds"] > 0
         assert isinstance(row["correct"], bool)
     totals = document["totals"]

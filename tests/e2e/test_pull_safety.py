@@ -33,6 +33,11 @@ def pull(store, dest, *extra):
     return CliRunner().invoke(cli, ["pull", STUDY, str(dest), "--store", str(store.root), *extra])
 
 
+def said(result) -> str:
+    """The command's output on one line: the console wraps long paths at its width."""
+    return " ".join(result.output.split())
+
+
 def _files(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -41,10 +46,10 @@ def test_pull_copies_then_leaves_identical_files_alone(store, tmp_path):
     dest = tmp_path / "copy"
     first = pull(store, dest)
     assert first.exit_code == 0, first.output
-    assert "4 files of study" in first.output
+    assert "4 files of study" in said(first)
     assert _files(dest) == _files(store.root)
     again = pull(store, dest)
-    assert again.exit_code == 0 and "0 files of study" in again.output and "4 already there" in again.output
+    assert again.exit_code == 0 and "0 files of study" in said(again) and "4 already there" in said(again)
 
 
 def test_a_different_file_in_dest_is_kept_unless_overwrite(store, tmp_path):
@@ -53,7 +58,7 @@ def test_a_different_file_in_dest_is_kept_unless_overwrite(store, tmp_path):
     (dest / "runs" / RUN / "model.keras").write_bytes(b"my own edits")
     refused = pull(store, dest)
     assert refused.exit_code == 2, refused.output
-    assert "differ from the store's and were kept (use --overwrite" in refused.output
+    assert "differ from the store's and were kept (use --overwrite" in said(refused)
     assert "Traceback" not in refused.output
     assert (dest / "runs" / RUN / "model.keras").read_bytes() == b"my own edits"
     forced = pull(store, dest, "--overwrite")
@@ -67,7 +72,7 @@ def test_dest_in_the_store_is_refused(store, where):
     dest = store.root if where == "the store" else store.root / "studies" / "copy"
     result = pull(store, dest)
     assert result.exit_code == 2, result.output
-    assert "is inside the store" in result.output and "Traceback" not in result.output
+    assert "is inside the store" in said(result) and "Traceback" not in result.output
     assert _files(store.root) == before
 
 
@@ -78,7 +83,7 @@ def test_a_link_in_dest_cannot_lead_the_copy_elsewhere(store, tmp_path):
     (dest / "runs").symlink_to(elsewhere, target_is_directory=True)
     result = pull(store, dest)
     assert result.exit_code == 2, result.output
-    assert "leads out of" in " ".join(result.output.split())
+    assert "leads out of" in said(result)
     assert not any(elsewhere.iterdir())
 
 
