@@ -103,7 +103,7 @@ def _print_repair(result) -> None:
         return
     gain = result.gain
     measured = (
-        f"{gain.delta * 100:+.1f} points"
+        f"{gain.delta * 100:+.1f} points" + ("" if gain.metric == "test_accuracy" else " of balanced accuracy")
         + (
             f" (95% interval {gain.ci_low * 100:+.1f} to {gain.ci_high * 100:+.1f})"
             if gain.ci_low is not None and gain.ci_high is not None

@@ -88,7 +88,8 @@ class FixFound(BaseModel):
     variant: str
     overrides: dict[str, Any]
     gain: float
-    """Test accuracy gained (a fraction), as measured where it was decided."""
+    """Accuracy gained (a fraction), as measured where it was decided: test accuracy, or balanced
+    accuracy for a change of class weights or resampling alone."""
     decided_by: Literal["screening", "confirmation"]
     p_value: float | None
 

@@ -201,7 +201,8 @@ def repaired_spec(spec: StudySpec, found: Findings, gain: Comparison | None) -> 
             if gain.ci_low is not None and gain.ci_high is not None
             else ""
         )
-        lines.append(f"# measured gain over the baseline: {gain.delta * 100:+.1f} points{interval}")
+        of = "" if gain.metric == "test_accuracy" else " of balanced accuracy"
+        lines.append(f"# measured gain over the baseline: {gain.delta * 100:+.1f} points{of}{interval}")
     else:
         lines.append("# measured gain: not measured together (train this spec to measure it)")
     return "\n".join(lines) + "\n" + yaml.safe_dump(document, sort_keys=False)
