@@ -28,7 +28,7 @@ from service.lifecycle import (
     write_status,
 )
 from service.report.configs import apply_overrides
-from service.report.models import DatasetFacts, RunRecord, StudyData, VariantRecord
+from service.report.study_data import DatasetFacts, RunRecord, StudyData, VariantRecord
 from service.spec.models import TrainConfig
 
 BASE = {

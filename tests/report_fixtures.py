@@ -13,23 +13,10 @@ import numpy as np
 
 from service.lifecycle import EpochRecord, RunMetrics, RunStatus, TestMetrics
 from service.report.configs import apply_overrides
-from service.report.models import (
-    Cause,
-    Comparison,
-    Curves,
-    Finding,
-    Fix,
-    Inconclusive,
-    MetricStats,
-    NextSteps,
-    RunRecord,
-    Statistics,
-    StudyData,
-    Summary,
-    Symptom,
-    VariantRecord,
-    VariantStats,
-)
+from service.report.diagnosis_models import Cause, Finding, Fix, Inconclusive, NextSteps, Statistics, Symptom
+from service.report.models import Summary
+from service.report.study_data import RunRecord, StudyData, VariantRecord
+from service.report.variant_models import Comparison, Curves, MetricStats, VariantStats
 
 XSS = "<script>alert(1)</script>"
 BASE_CONFIG = {

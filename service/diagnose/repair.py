@@ -12,8 +12,9 @@ from typing import Any
 
 from service.diagnose.confirm import decide, is_candidate_fix
 from service.diagnose.models import BASELINE, CONFIRM_SUFFIX, Findings, FixFound, Stage
-from service.report.models import Summary, VariantStats
+from service.report.models import Summary
 from service.report.rules.thresholds import MIN_GAIN
+from service.report.variant_models import VariantStats
 
 
 def screening_fixes(summary: Summary, undecided: set[str]) -> list[FixFound]:

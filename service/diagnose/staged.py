@@ -34,8 +34,9 @@ from service.lifecycle import (
 from service.plan import expand
 from service.report import gather, publish_report
 from service.report.configs import apply_overrides
-from service.report.models import Comparison, Summary
+from service.report.models import Summary
 from service.report.summary import summarize_study
+from service.report.variant_models import Comparison
 from service.spec import spec_from_data
 from service.spec.models import AblationSpec, StudySpec
 from service.store.base import Store

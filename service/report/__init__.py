@@ -27,7 +27,8 @@ from service.lifecycle import (
     study_key,
 )
 from service.report.label_issues import is_out_of_fold
-from service.report.models import RunRecord, StudyData, Summary, VariantRecord
+from service.report.models import Summary
+from service.report.study_data import RunRecord, StudyData, VariantRecord
 from service.spec import spec_from_data
 from service.store.base import Store
 

@@ -4,7 +4,7 @@ that lie outside the spec, such as cleaning labels or rebalancing classes)."""
 from __future__ import annotations
 
 from service.report.contrast import Contrast
-from service.report.models import Fix, Symptom
+from service.report.diagnosis_models import Fix, Symptom
 from service.report.wording import inline, metric_words, points
 
 NAMES = {

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.report.configs import changes, variant_config
-from service.report.models import JudgedMetric, StudyData
+from service.report.study_data import StudyData
+from service.report.variant_models import JudgedMetric
 
 BALANCE_PATHS = ("training.class_weight", "training.resample")
 

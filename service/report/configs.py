@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from service.report.models import StudyData, VariantRecord
+from service.report.study_data import StudyData, VariantRecord
 
 Change = tuple[Any, Any]
 """(baseline value, variant value); None stands for a path one side does not have."""

@@ -12,9 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.report.analysis_models import Factorial
 from service.report.configs import Change, apply_overrides, changes, flatten, variant_config
-from service.report.models import Comparison, Factorial, StudyData, VariantRecord, VariantStats
 from service.report.stats import variant_stats
+from service.report.study_data import StudyData, VariantRecord
+from service.report.variant_models import Comparison, VariantStats
 from service.spec.models import TrainConfig
 
 

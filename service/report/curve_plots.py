@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from service.report.analysis_models import CurvePoint, LearningCurve
 from service.report.learning_curve import share
-from service.report.models import CurvePoint, LearningCurve
 from service.report.plot_style import TEST, TRAIN, VALIDATION, wrap_title
 
 JITTER = 0.03

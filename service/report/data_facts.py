@@ -16,7 +16,8 @@ from service import datasets
 from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
 from service.errors import DatasetError
 from service.report.configs import variant_config
-from service.report.models import DatasetFacts, Finding, StudyData
+from service.report.diagnosis_models import Finding
+from service.report.study_data import DatasetFacts, StudyData
 
 DOWNLOADED_KINDS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
 

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from service.report.contrast import StudyContrasts
-from service.report.models import DatasetFacts, RunRecord, Symptom
+from service.report.diagnosis_models import Symptom
 from service.report.rules.thresholds import (
     COLLAPSE_RECALL,
     GROSS_UNSCALED_MAX,
     IMBALANCE_RATIO,
     UNSCALED_MAX,
 )
+from service.report.study_data import DatasetFacts, RunRecord
 from service.report.wording import pct
 
 # Classes

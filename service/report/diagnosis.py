@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.report.advice import cause_advice, cause_title
+from service.report.analysis_models import Factorial
 from service.report.contrast import (
     Contrast,
     StudyContrasts,
@@ -22,17 +23,8 @@ from service.report.contrast import (
     main_effect_contrasts,
 )
 from service.report.data_facts import data_findings
+from service.report.diagnosis_models import Cause, Finding, Inconclusive, Statistics, Symptom
 from service.report.learning_curve import FRACTION
-from service.report.models import (
-    Cause,
-    Factorial,
-    Finding,
-    Inconclusive,
-    Statistics,
-    StudyData,
-    Symptom,
-    VariantStats,
-)
 from service.report.next_steps import at_edge, fix_of, suggestions
 from service.report.rules import comparable, fix_rule, remedies
 from service.report.rules.thresholds import (
@@ -41,8 +33,10 @@ from service.report.rules.thresholds import (
     RATE_MARGIN,
     TYPICAL_RATES,
 )
+from service.report.study_data import StudyData
 from service.report.symptoms import read_symptoms
 from service.report.uncertainty import inconclusive, statistics
+from service.report.variant_models import VariantStats
 from service.report.wording import describe, metric_words, p_text, points
 
 TRAINING_TROUBLE = ("learned_nothing", "diverged")

@@ -23,16 +23,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from service.report.analysis_models import FactorEffect, Factorial, GridCell, Interaction, LevelMean, MainEffect
 from service.report.grid import Cell, GridFactor, grid_cells, grid_factors
-from service.report.models import (
-    FactorEffect,
-    Factorial,
-    GridCell,
-    Interaction,
-    LevelMean,
-    MainEffect,
-    StudyData,
-)
+from service.report.study_data import StudyData
 
 
 def analyse_grid(data: StudyData, alpha: float = 0.05) -> Factorial | None:

@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from service.report.models import Cause, MetricStats, Summary, VariantStats
+from service.report.diagnosis_models import Cause
+from service.report.models import Summary
+from service.report.variant_models import MetricStats, VariantStats
 
 PLOT_CAPTIONS: dict[str, tuple[str, str]] = {
     "test_accuracy.png": (

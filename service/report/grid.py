@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.report.configs import apply_overrides, flatten, variant_config
-from service.report.models import StudyData, VariantRecord
+from service.report.study_data import StudyData, VariantRecord
 from service.spec.models import Factor, TrainConfig
 
 LABEL_WIDTH = 40

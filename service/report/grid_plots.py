@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 from matplotlib.figure import Figure
 
-from service.report.models import Factorial
+from service.report.analysis_models import Factorial
 from service.report.plot_style import HELPS, NEUTRAL, cut_text, wrap_title
 
 

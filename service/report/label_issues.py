@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from service.holdout import HeldOutPredictions
-from service.report.models import LabelIssue, LabelIssues, RunRecord, StudyData, VariantRecord
+from service.report.analysis_models import LabelIssue, LabelIssues
+from service.report.study_data import RunRecord, StudyData, VariantRecord
 
 HOLDOUT_PATH = "training.holdout"
 LISTED = 20

@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import math
 
+from service.report.analysis_models import CurvePoint, LearningCurve
 from service.report.configs import flatten
 from service.report.contrast import StudyContrasts
-from service.report.models import (
-    Cause,
-    Comparison,
-    CurvePoint,
-    DatasetFacts,
-    LearningCurve,
-    RunRecord,
-    VariantRecord,
-    VariantStats,
-)
+from service.report.diagnosis_models import Cause
 from service.report.rules.thresholds import MATERIAL_EFFECT, MIN_GAIN
 from service.report.stats import compare, finite, samples_tested, seed_accuracies
+from service.report.study_data import DatasetFacts, RunRecord, VariantRecord
+from service.report.variant_models import Comparison, VariantStats
 from service.report.wording import points
 
 FRACTION = "training.train_fraction"

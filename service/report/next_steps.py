@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from service.report.advice import NAMES
 from service.report.configs import apply_overrides, flatten
 from service.report.contrast import Contrast, StudyContrasts
-from service.report.models import Cause, Fix, NextSteps
+from service.report.diagnosis_models import Cause, Fix, NextSteps
 from service.report.rules.fixes import rate_direction
 from service.report.wording import inline
 from service.spec.models import StudySpec, TrainConfig

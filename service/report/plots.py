@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from service.report.formatting import best_variant, find_variant, plot_names, points
 from service.report.labels import label as short_label
-from service.report.models import StudyData, Summary, VariantStats
+from service.report.models import Summary
 from service.report.plot_style import (
     BASELINE,
     DPI,
@@ -28,6 +28,8 @@ from service.report.plot_style import (
     cut_text,
     wrap_title,
 )
+from service.report.study_data import StudyData
+from service.report.variant_models import VariantStats
 
 ANNOTATE_CLASSES = 15
 """Confusion matrices with more classes than this drop the per-cell numbers."""

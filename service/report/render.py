@@ -21,10 +21,11 @@ from service.report.formatting import (
     variant_rows,
 )
 from service.report.labels import legend
-from service.report.models import StudyData, Summary
+from service.report.models import Summary
 from service.report.page import render_html
 from service.report.rows import columns_of, rows_of
 from service.report.sections import Section, sections
+from service.report.study_data import StudyData
 
 __all__ = ["render_html", "render_markdown", "runs_csv"]
 

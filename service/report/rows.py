@@ -14,7 +14,7 @@ from typing import Any
 
 from service.lifecycle import StudyDocument
 from service.report.configs import flatten
-from service.report.models import RunRecord, StudyData
+from service.report.study_data import RunRecord, StudyData
 from service.store.base import Store
 
 RUN_COLUMNS = [

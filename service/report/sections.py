@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.report.analysis_models import Factorial, LabelIssues, LearningCurve
+from service.report.diagnosis_models import Cause
 from service.report.formatting import cause_amounts, interval, number, p_value, pct, points
 from service.report.learning_curve import beside, sentence, share
-from service.report.models import Cause, Factorial, LabelIssues, LearningCurve, Summary
+from service.report.models import Summary
 
 
 @dataclass

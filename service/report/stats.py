@@ -18,14 +18,8 @@ import numpy as np
 from scipy import stats as sps
 
 from service.lifecycle import EpochRecord, RunMetrics, TestMetrics
-from service.report.models import (
-    Comparison,
-    Curves,
-    JudgedMetric,
-    MetricStats,
-    VariantRecord,
-    VariantStats,
-)
+from service.report.study_data import VariantRecord
+from service.report.variant_models import Comparison, Curves, JudgedMetric, MetricStats, VariantStats
 
 UNIT = (0.0, 1.0)
 """The range of an accuracy."""

@@ -5,22 +5,18 @@ from __future__ import annotations
 from collections import Counter
 
 from service.lifecycle import RunState
+from service.report.analysis_models import StageRecord
 from service.report.balance import judged_metrics
 from service.report.diagnosis import Diagnosis, diagnose
 from service.report.factorial import analyse_grid
 from service.report.label_issues import label_issues
 from service.report.labels import short_labels
 from service.report.learning_curve import learning_curve
-from service.report.models import (
-    RunRecord,
-    StageRecord,
-    StudyData,
-    Summary,
-    VariantRecord,
-    VariantStats,
-)
+from service.report.models import Summary
 from service.report.next_steps import build_next_steps
 from service.report.stats import adjust, holm, variant_stats
+from service.report.study_data import RunRecord, StudyData, VariantRecord
+from service.report.variant_models import VariantStats
 
 ALPHA = 0.05
 CONFIRM_SUFFIX = " (confirm)"

@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from service.report.contrast import StudyContrasts
 from service.report.data_symptoms import class_symptoms, unscaled_input
-from service.report.models import Finding, RunRecord, Symptom
+from service.report.diagnosis_models import Finding, Symptom
 from service.report.rules.thresholds import (
     CHANCE_LOSS_SHARE,
     CHANCE_MARGIN,
@@ -36,6 +36,7 @@ from service.report.rules.thresholds import (
     TEST_ABOVE_VALIDATION,
 )
 from service.report.stats import binomial_var, finite
+from service.report.study_data import RunRecord
 from service.report.wording import p_text, pct
 
 

@@ -20,8 +20,9 @@ from service.report import gather_document
 from service.report.formatting import cause_amounts, interval, mean_std, p_value, pct, points
 from service.report.labels import short_labels
 from service.report.learning_curve import beside
-from service.report.models import Summary, VariantStats
+from service.report.models import Summary
 from service.report.summary import variant_summaries
+from service.report.variant_models import VariantStats
 from service.store.base import Store
 
 TOP_CAUSES = 3

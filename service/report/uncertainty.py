@@ -5,7 +5,7 @@ it faces; and the study's power against the effect size that matters."""
 from __future__ import annotations
 
 from service.report.contrast import Contrast, StudyContrasts
-from service.report.models import Inconclusive, Statistics
+from service.report.diagnosis_models import Inconclusive, Statistics
 from service.report.rules import comparable
 from service.report.rules.thresholds import MATERIAL_EFFECT, MIN_GAIN
 from service.report.stats import (

@@ -449,7 +449,7 @@ def test_usual_regularization_does_not_jump_the_learning_rate_range():
 
 
 def _seeds(mean: float, std: float = 0.01, n: int = 5):
-    from service.report.models import MetricStats
+    from service.report.variant_models import MetricStats
 
     return MetricStats(n=n, mean=mean, std=std, ci_low=None, ci_high=None)
 

@@ -9,7 +9,7 @@ import yaml
 
 from service.diagnose.models import Findings, FixFound
 from service.diagnose.staged import repaired_spec
-from service.report.models import Comparison
+from service.report.variant_models import Comparison
 from service.spec import spec_from_data
 from tests.conftest import TINY
 

@@ -57,7 +57,7 @@ def test_a_confirmation_that_only_beats_an_unlucky_screening_baseline_is_not_cla
 
 
 def test_holm_steps_down_and_never_lowers_a_larger_p():
-    from service.report.models import Comparison
+    from service.report.variant_models import Comparison
 
     def comparison(p):
         return Comparison(delta=0.1, ci_low=0.0, ci_high=0.2, p_value=p, effect_size=1.0, significant=False)

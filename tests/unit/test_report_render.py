@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from service.report.formatting import plot_names
-from service.report.models import StudyData, Summary
+from service.report.models import Summary
 from service.report.plots import _test_accuracy, _train_val_gap, render_plots
 from service.report.render import render_html, render_markdown, runs_csv
 from service.report.rows import RUN_COLUMNS
+from service.report.study_data import StudyData
 from service.report.summary import summarize_study
 from tests.planted_study import clean_facts, make_grid
 from tests.report_fixtures import XSS, Plan, default_plans, long_names_grid, make_study

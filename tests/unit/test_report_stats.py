@@ -249,7 +249,7 @@ def test_variant_configs_fall_back_to_the_spec_and_overrides_when_run_json_is_mi
 
 
 def _comparison(p):
-    from service.report.models import Comparison
+    from service.report.variant_models import Comparison
 
     return Comparison(
         delta=0.01, ci_low=0.0, ci_high=0.02, p_value=p, p_adjusted=p, effect_size=1.0,
