@@ -173,7 +173,7 @@ def augmentation_on_device() -> dict:
     import keras
     import tensorflow as tf
 
-    from service.spec.models import AugmentationSpec
+    from service.spec.network import AugmentationSpec
     from workers.model import build_augmentation
 
     device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"

@@ -25,8 +25,9 @@ from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
 from service.lifecycle import StudyDocument, Variant
 from service.spec.load import format_errors
-from service.spec.models import FULL_DUMP, StudySpec, TrainConfig
+from service.spec.models import StudySpec, TrainConfig
 from service.spec.shapes import ShapeError, check_model
+from service.spec.training import FULL_DUMP
 from service.text import cut, escape_unsafe, printable
 
 BASELINE = "baseline"

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import keras
 
 from service.lifecycle import EpochRecord, RunStatus, write_status
-from service.spec.models import ReduceOnPlateau, TrainConfig
+from service.spec.models import TrainConfig
+from service.spec.network import ReduceOnPlateau
 from service.store.base import Store
 from workers import checkpoint
 from workers.checkpoint import TrainingState

@@ -14,7 +14,8 @@ import keras
 
 from service import factories
 from service.errors import AblateError
-from service.spec.models import AugmentationSpec, ConvBlock, TrainConfig
+from service.spec.models import TrainConfig
+from service.spec.network import AugmentationSpec, ConvBlock
 
 AUGMENTATION_DTYPE = "float32"
 """Augmentation computes in float32 whatever the policy: under mixed_bfloat16 Keras would cast

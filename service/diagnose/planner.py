@@ -41,8 +41,9 @@ from service.identity import canonical_json
 from service.plan import diagnose_battery
 from service.report.configs import apply_overrides
 from service.report.models import Summary
-from service.spec.models import FULL_DUMP, TrainConfig
+from service.spec.models import TrainConfig
 from service.spec.shapes import ShapeError, check_model
+from service.spec.training import FULL_DUMP
 
 HEALTHY_PROBES = {"learning_rate": 2, "width": 1, "epochs": 1}
 """The short battery for a baseline without symptoms: the last N probes of these factors of

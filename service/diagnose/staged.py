@@ -38,7 +38,8 @@ from service.report.models import Summary
 from service.report.summary import summarize_study
 from service.report.variant_models import Comparison
 from service.spec import spec_from_data
-from service.spec.models import AblationSpec, StudySpec
+from service.spec.ablation import AblationSpec
+from service.spec.models import StudySpec
 from service.store.base import Store
 
 REPAIRED_FILE = "repaired.yaml"

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from service.report.configs import apply_overrides, flatten, variant_config
 from service.report.study_data import StudyData, VariantRecord
-from service.spec.models import Factor, TrainConfig
+from service.spec.ablation import Factor
+from service.spec.models import TrainConfig
 
 LABEL_WIDTH = 40
 """A level's label is cut to this many characters."""

@@ -1,4 +1,5 @@
-"""Shared building blocks of the spec models: strict base model and validated path strings."""
+"""Shared building blocks of the spec models: strict base model, bounded numbers and validated
+path strings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.text import has_unsafe
+
+PositiveInt = Annotated[int, Field(gt=0)]
+# Every integer that reaches a library has that library's bound (TensorFlow's step counters
+# and schedule boundaries are int32/int64 tensors, scikit-learn's seeds 32-bit): an error that
+# names the field instead of an OverflowError in a worker.
+MAX_STEPS = 1_000_000_000
+Steps = Annotated[int, Field(gt=0, le=MAX_STEPS)]
+Patience = Annotated[int, Field(ge=0, le=10_000)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class StrictModel(BaseModel):

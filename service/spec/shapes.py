@@ -9,7 +9,8 @@ parameter count is bounded too: a model that cannot fit a worker's memory is a s
 
 from __future__ import annotations
 
-from service.spec.models import ConvBlock, TrainConfig
+from service.spec.models import TrainConfig
+from service.spec.network import ConvBlock
 
 MAX_PARAMETERS = 100_000_000
 """Parameters of one model at most (400 MB of float32 weights, three times that with Adam)."""

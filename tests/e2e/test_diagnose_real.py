@@ -40,7 +40,7 @@ def diagnose(tmp_path, name: str, **changes) -> tuple[dict, str, object]:
 
 
 def _diagnose_ablation(path):
-    from service.spec.models import AblationSpec
+    from service.spec.ablation import AblationSpec
 
     study = load_spec(path)
     return AblationSpec(strategy="diagnose", seeds=study.ablation.seeds, max_runs=study.ablation.max_runs)

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from service.spec.models import AugmentationSpec, TrainConfig
+from service.spec.models import TrainConfig
+from service.spec.network import AugmentationSpec
 from workers import devices
 from workers.devices import (
     XLA_INCOMPATIBLE_AUGMENTATION,

@@ -64,7 +64,7 @@ def assert_buildable(found: Stage, base=None) -> None:
     """Every variant is a valid config that the declarative CNN can build on digits."""
     for variant in found.variants:
         from service.report.configs import apply_overrides
-        from service.spec.models import FULL_DUMP
+        from service.spec.training import FULL_DUMP
 
         full = TrainConfig.model_validate(config(base=base)).model_dump(
             mode="json", context=FULL_DUMP

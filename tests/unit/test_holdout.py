@@ -16,7 +16,8 @@ from service.identity import RunSpec
 from service.lifecycle import run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
-from service.spec.models import FULL_DUMP, TrainConfig
+from service.spec.models import TrainConfig
+from service.spec.training import FULL_DUMP
 from service.store import LocalStore
 
 DIGITS = {

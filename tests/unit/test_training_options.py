@@ -11,7 +11,8 @@ from service.errors import DatasetError, SpecError
 from service.identity import RunSpec
 from service.plan import build_plan
 from service.spec import load_spec, spec_from_data
-from service.spec.models import FULL_DUMP, TrainConfig
+from service.spec.models import TrainConfig
+from service.spec.training import FULL_DUMP
 
 # Computed on the commit before these options existed (408aa31's service/spec/models.py):
 # a field that appeared in the canonical dump at its default would change every run id.
