@@ -177,6 +177,11 @@ def number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def as_sentence(text: str) -> str:
+    """The text ending as a sentence does (a full stop added unless it has one)."""
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _signed(value: float | None) -> str:
     return f"{value:.2f}".replace("-", "−") if _finite(value) else "–"
 

@@ -11,6 +11,7 @@ import base64
 import struct
 from html import escape
 
+from service.report.cards import Item, Section
 from service.report.formatting import (
     INTERVAL_OF,
     PLOT_CAPTIONS,
@@ -21,7 +22,7 @@ from service.report.formatting import (
 )
 from service.report.labels import legend
 from service.report.models import Summary
-from service.report.sections import Item, Section, sections
+from service.report.sections import sections
 
 PAIR_MAX_WIDTH = 900
 """Confusion matrices up to this many pixels wide are shown side by side."""

@@ -11,6 +11,7 @@ import io
 import re
 from typing import Any
 
+from service.report.cards import Section
 from service.report.formatting import (
     INTERVAL_OF,
     PLOT_CAPTIONS,
@@ -24,7 +25,7 @@ from service.report.labels import legend
 from service.report.models import Summary
 from service.report.page import render_html
 from service.report.rows import columns_of, rows_of
-from service.report.sections import Section, sections
+from service.report.sections import sections
 from service.report.study_data import StudyData
 
 __all__ = ["render_html", "render_markdown", "runs_csv"]
