@@ -100,7 +100,7 @@ def finish(study, poll: float, final=None) -> None:
     message in the hash "unacked" until the acknowledgement."""
     import redis
 
-    from service.lifecycle import read_status
+    from service.lifecycle.storage import read_status
 
     final = final or study.wait(timeout=600, poll_seconds=poll)
     if final.counts["succeeded"] != final.total:
@@ -117,7 +117,7 @@ def seconds_between(start: str, end: str) -> float:
 
 def dispatch_latencies(worker: Worker, runs: int, poll: float) -> list[float]:
     """Milliseconds from queued_at to started_at, one run at a time."""
-    from service.lifecycle import read_status
+    from service.lifecycle.storage import read_status
 
     latencies = []
     for index in range(1, runs + 1):
@@ -157,7 +157,7 @@ def time_embedded(spec: Path, store: Path, expected: int) -> float:
 def time_distributed(spec: Path, store: Path, tmp: Path, expected: int, poll: float) -> tuple:
     """Seconds until study.wait() returns, until the worker has written the report, and of the
     untimed warm-up run."""
-    from service.lifecycle import study_key
+    from service.lifecycle.storage import study_key
 
     worker = Worker(store, f"bench-{uuid.uuid4().hex[:10]}", tmp / f"worker-{store.name}.log")
     try:

@@ -117,7 +117,7 @@ def child_memory_cap(args: dict) -> dict:
 
 def child_train(args: dict) -> dict:
     """One short run through workers.runner.run; what it recorded."""
-    from service.lifecycle import read_metrics
+    from service.lifecycle.storage import read_metrics
     from service.plan import build_plan
     from service.spec import spec_from_data
     from service.store import LocalStore

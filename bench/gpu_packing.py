@@ -88,7 +88,7 @@ def _init_process(env: dict[str, str]) -> None:
 
 def train_one(run_json: str, store_dir: str) -> dict:
     from service.identity import RunSpec
-    from service.lifecycle import read_metrics
+    from service.lifecycle.storage import read_metrics
     from service.store import LocalStore
     from workers.runner import run
 

@@ -26,17 +26,9 @@ from service.datasets.options import DataOptions
 from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport, VariantProgress
 from service.errors import AblateError, KeyNotFound
 from service.identity import RunSpec
-from service.lifecycle import (
-    RunState,
-    RunStatus,
-    StudyDocument,
-    TrainMessage,
-    effective_states,
-    read_document,
-    read_study,
-    study_key,
-    write_status,
-)
+from service.lifecycle.documents import RunStatus, StudyDocument, TrainMessage
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import effective_states, read_document, read_study, study_key, write_status
 from service.plan import Plan, build_plan
 from service.queue import TRAIN_TASK, make_celery
 from service.settings import Settings, get_settings

@@ -24,17 +24,13 @@ from dataclasses import dataclass, field
 
 from service.errors import KeyNotFound
 from service.identity import RunSpec
-from service.lifecycle import (
-    RoundDocument,
-    RunState,
-    RunStatus,
-    StudyDocument,
-    Variant,
+from service.lifecycle.documents import RoundDocument, RunStatus, StudyDocument, Variant, utcnow
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import (
     effective_state,
     read_document,
     round_key,
     run_key,
-    utcnow,
     write_document,
     write_run_document,
     write_status,

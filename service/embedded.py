@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 
 from service.driver import Dispatcher, StudyDriver, StudyStatus
 from service.identity import RunSpec
-from service.lifecycle import RunStatus
+from service.lifecycle.documents import RunStatus
 from service.plan import Plan
 from service.store import Store, open_store
 

@@ -13,7 +13,8 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from service.lifecycle import Document, read_document, run_key, write_document
+from service.lifecycle.documents import Document
+from service.lifecycle.storage import read_document, run_key, write_document
 from service.store.base import Store
 
 HELD_OUT_FILE = "held_out.json"

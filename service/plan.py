@@ -23,7 +23,7 @@ from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
 from service.errors import DatasetError, SpecError
 from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
-from service.lifecycle import StudyDocument, Variant
+from service.lifecycle.documents import StudyDocument, Variant
 from service.spec.load import format_errors
 from service.spec.models import StudySpec, TrainConfig
 from service.spec.shapes import ShapeError, check_model

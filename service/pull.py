@@ -18,7 +18,7 @@ from typing import Any
 
 from service.errors import AblateError, StoreError
 from service.identity import RUN_ID_PATTERN
-from service.lifecycle import run_key, study_key
+from service.lifecycle.storage import run_key, study_key
 from service.store.base import Store, validate_key
 from service.store.local import LocalStore
 from service.text import printable

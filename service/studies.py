@@ -15,7 +15,7 @@ from typing import Any
 
 from service.errors import AblateError, KeyNotFound, StoreError
 from service.identity import RUN_ID_PATTERN, STUDY_ID_PATTERN, study_id
-from service.lifecycle import read_status, run_key, study_key
+from service.lifecycle.storage import read_status, run_key, study_key
 from service.store.base import Store
 
 SHORT_HASH = 8

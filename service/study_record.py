@@ -13,7 +13,7 @@ from typing import Any
 
 from service.errors import AblateError, KeyNotFound, StoreError
 from service.identity import canonical_json, sha256_hex
-from service.lifecycle import study_key
+from service.lifecycle.storage import study_key
 from service.store.base import Store
 from service.text import printable
 

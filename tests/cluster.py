@@ -255,7 +255,7 @@ def _task_line(task: dict) -> str:
 
 
 def _statuses(store, run_ids) -> str:
-    from service.lifecycle import read_status
+    from service.lifecycle.storage import read_status
 
     lines = []
     for run_id in run_ids:
@@ -291,7 +291,7 @@ def calibrate(workers: Workers, client, ceiling: float = 600) -> Pace:
     """Measure the cluster's pace with a warm-up study of one tiny run per worker (which also
     loads TensorFlow in each pool process before the tests time anything). `ceiling` bounds
     the measurement itself, on a machine whose speed is not known yet."""
-    from service.lifecycle import RunMetrics
+    from service.lifecycle.documents import RunMetrics
     from tests.conftest import TINY
 
     count = len(workers.alive())
@@ -321,7 +321,7 @@ def calibrate(workers: Workers, client, ceiling: float = 600) -> Pace:
 def trained_by(workers: Workers, client, run_id: str) -> subprocess.Popen | None:
     """The worker whose pool process trained `run_id` (status.json's `host:pid`), while that
     pool process lives."""
-    from service.lifecycle import read_status
+    from service.lifecycle.storage import read_status
 
     status = read_status(client.store, run_id)
     worker = status.worker if status else None

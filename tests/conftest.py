@@ -137,7 +137,7 @@ def local_pace(tmp_path_factory):
     """This machine's `tests.waits.Pace` for `ablate` processes, measured once a session: one
     tiny run of 2 epochs through `ablate run` in a fresh process (its start-up and TensorFlow's
     import included). Deadlines of tests that wait on `ablate` are derived from it."""
-    from service.lifecycle import RunMetrics
+    from service.lifecycle.documents import RunMetrics
     from tests.waits import FLOOR_SECONDS, Pace, run_process
 
     folder = tmp_path_factory.mktemp("pace")

@@ -16,17 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from service.lifecycle import (
-    EpochRecord,
-    RunMetrics,
-    RunStatus,
-    StudyDocument,
-    TestMetrics,
-    Variant,
-    run_key,
-    study_key,
-    write_status,
-)
+from service.lifecycle.documents import EpochRecord, RunMetrics, RunStatus, StudyDocument, TestMetrics, Variant
+from service.lifecycle.storage import run_key, study_key, write_status
 from service.report.configs import apply_overrides
 from service.report.study_data import DatasetFacts, RunRecord, StudyData, VariantRecord
 from service.spec.models import TrainConfig

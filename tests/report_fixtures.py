@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.lifecycle import EpochRecord, RunMetrics, RunStatus, TestMetrics
+from service.lifecycle.documents import EpochRecord, RunMetrics, RunStatus, TestMetrics
 from service.report.configs import apply_overrides
 from service.report.diagnosis_models import Cause, Finding, Fix, Inconclusive, NextSteps, Statistics, Symptom
 from service.report.models import Summary

@@ -27,7 +27,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from service.control import RunControl, RunLease
 from service.errors import AblateError, StoreUnavailable
 from service.identity import RunSpec
-from service.lifecycle import RunState, RunStatus, read_status, write_status
+from service.lifecycle.documents import RunStatus
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_status, write_status
 from service.store.base import Store
 from workers.gpus import DeviceError
 from workers.hooks import LeaseLost, RunHooks, RunResult, TimeLimitReached

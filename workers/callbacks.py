@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import keras
 
-from service.lifecycle import EpochRecord, RunStatus, write_status
+from service.lifecycle.documents import EpochRecord, RunStatus
+from service.lifecycle.storage import write_status
 from service.spec.models import TrainConfig
 from service.spec.network import ReduceOnPlateau
 from service.store.base import Store

@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 
 from service.errors import KeyNotFound, StoreError
-from service.lifecycle import run_key
+from service.lifecycle.storage import run_key
 from service.store.base import Store
 
 log = structlog.get_logger(__name__)

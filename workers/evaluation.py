@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from service.lifecycle import EpochRecord, TestMetrics
+from service.lifecycle.documents import EpochRecord, TestMetrics
 
 
 def epoch_timings(trained: list[EpochRecord]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from service.errors import AblateError
-from service.lifecycle import RunState
+from service.lifecycle.states import RunState
 
 
 class StopReason(str, Enum):

@@ -20,20 +20,9 @@ import structlog
 from service import datasets
 from service.errors import AblateError
 from service.identity import RunSpec
-from service.lifecycle import (
-    EpochRecord,
-    RunMetrics,
-    RunState,
-    RunStatus,
-    TestMetrics,
-    read_metrics,
-    read_status,
-    run_key,
-    utcnow,
-    worker_name,
-    write_run_document,
-    write_status,
-)
+from service.lifecycle.documents import EpochRecord, RunMetrics, RunStatus, TestMetrics, utcnow, worker_name
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_metrics, read_status, run_key, write_run_document, write_status
 from service.store.base import Store
 from workers import checkpoint, devices
 from workers.callbacks import EpochRecorder

@@ -28,7 +28,8 @@ from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from service.identity import RunSpec
-from service.lifecycle import EpochRecord, TestMetrics, run_key
+from service.lifecycle.documents import EpochRecord, TestMetrics
+from service.lifecycle.storage import run_key
 from service.store.base import Store
 
 FOLDER = "tensorboard"

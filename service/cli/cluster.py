@@ -18,7 +18,8 @@ from rich.table import Table
 from service.cli import cli
 from service.cli.output import console, errors
 from service.errors import AblateError
-from service.lifecycle import RunState, study_key
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import study_key
 
 if TYPE_CHECKING:
     from service.client import AblationClient, Study, StudyStatus

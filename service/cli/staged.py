@@ -14,7 +14,7 @@ from service.cli.output import console
 from service.cli.progress import RunsProgress, import_reporter_meanwhile, print_failures
 from service.cli.reporting import numerical_warnings_quiet
 from service.driver import Dispatcher, StudyStatus, SubmitReport
-from service.lifecycle import RoundDocument
+from service.lifecycle.documents import RoundDocument
 from service.settings import get_settings
 from service.spec import spec_from_data
 from service.spec.models import StudySpec
@@ -121,6 +121,6 @@ def _read_spec(store, result) -> dict:
     import yaml
 
     from service.diagnose.staged import REPAIRED_FILE
-    from service.lifecycle import study_key
+    from service.lifecycle.storage import study_key
 
     return yaml.safe_load(store.get_bytes(study_key(result.study_id, f"report/{REPAIRED_FILE}")))

@@ -77,5 +77,6 @@ def _text(value: str, limit: int = 40) -> str:
 
 
 def _when(stamp: str | None) -> str:
-    # ISO 8601 in UTC (service.lifecycle.utcnow): date and minutes are enough to order by eye.
+    # ISO 8601 in UTC (service.lifecycle.documents.utcnow): date and minutes are enough to order
+    # by eye.
     return stamp[:16].replace("T", " ") if stamp else "—"

@@ -53,8 +53,8 @@ class Stage(BaseModel):
 
     @classmethod
     def from_round(cls, document: Any) -> Stage:
-        """A stage done, from the driver's stored round (`service.lifecycle.RoundDocument`):
-        its seeds are those of its runs."""
+        """A stage done, from the driver's stored round
+        (`service.lifecycle.documents.RoundDocument`): its seeds are those of its runs."""
         return cls(
             index=document.index,
             kind=document.kind,

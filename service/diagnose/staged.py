@@ -23,14 +23,8 @@ from service.diagnose.planner import next_stage
 from service.diagnose.repair import findings
 from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport
 from service.identity import study_id as study_id_of
-from service.lifecycle import (
-    FixRecord,
-    RepairDocument,
-    RoundDocument,
-    StudyDocument,
-    study_key,
-    write_document,
-)
+from service.lifecycle.documents import FixRecord, RepairDocument, RoundDocument, StudyDocument
+from service.lifecycle.storage import study_key, write_document
 from service.plan import expand
 from service.report import gather, publish_report
 from service.report.configs import apply_overrides

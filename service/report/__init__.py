@@ -14,18 +14,9 @@ from typing import Any
 
 from service.errors import KeyNotFound, StoreError
 from service.holdout import HeldOutPredictions, read_held_out
-from service.lifecycle import (
-    RepairDocument,
-    RoundDocument,
-    RunState,
-    StudyDocument,
-    effective_state,
-    read_document,
-    read_metrics,
-    read_status,
-    run_key,
-    study_key,
-)
+from service.lifecycle.documents import RepairDocument, RoundDocument, StudyDocument
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import effective_state, read_document, read_metrics, read_status, run_key, study_key
 from service.report.label_issues import is_out_of_fold
 from service.report.models import Summary
 from service.report.study_data import RunRecord, StudyData, VariantRecord

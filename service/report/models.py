@@ -6,7 +6,7 @@ steps) and `analysis_models.py` (factorial, stages, label issues, learning curve
 
 from __future__ import annotations
 
-from service.lifecycle import RepairDocument
+from service.lifecycle.documents import RepairDocument
 from service.report.analysis_models import Factorial, LabelIssues, LearningCurve, StageRecord
 from service.report.diagnosis_models import Cause, Finding, Inconclusive, NextSteps, Statistics, Symptom
 from service.report.variant_models import SummaryModel, VariantStats

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.lifecycle import StudyDocument
+from service.lifecycle.documents import StudyDocument
 from service.report.configs import flatten
 from service.report.study_data import RunRecord, StudyData
 from service.store.base import Store

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from service.lifecycle import EpochRecord, RunMetrics, TestMetrics
+from service.lifecycle.documents import EpochRecord, RunMetrics, TestMetrics
 from service.report.study_data import VariantRecord
 from service.report.variant_models import Comparison, Curves, JudgedMetric, MetricStats, VariantStats
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.holdout import HeldOutPredictions
-from service.lifecycle import RepairDocument, RoundDocument, RunMetrics, RunStatus
+from service.lifecycle.documents import RepairDocument, RoundDocument, RunMetrics, RunStatus
 
 
 @dataclass

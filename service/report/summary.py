@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from service.lifecycle import RunState
+from service.lifecycle.states import RunState
 from service.report.analysis_models import StageRecord
 from service.report.balance import judged_metrics
 from service.report.diagnosis import Diagnosis, diagnose

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from service.lifecycle import StudyDocument
+from service.lifecycle.documents import StudyDocument
 from service.report import gather_document
 from service.report.formatting import cause_amounts, interval, mean_std, p_value, pct, points
 from service.report.labels import short_labels

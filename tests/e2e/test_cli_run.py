@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from service.lifecycle import RunMetrics, RunStatus
+from service.lifecycle.documents import RunMetrics, RunStatus
 from service.plan import build_plan
 from service.report.models import Summary
 from service.spec import load_spec

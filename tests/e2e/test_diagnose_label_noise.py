@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from service.diagnose.search import FOLDS, OUT_OF_FOLD
 from service.diagnose.staged import diagnosis_spec
 from service.identity import study_id
-from service.lifecycle import RoundDocument
+from service.lifecycle.documents import RoundDocument
 from service.spec import load_spec
 from tests.e2e.test_cli_run import ablate
 

@@ -16,7 +16,7 @@ import yaml
 
 from service.diagnose.staged import REPAIRED_FILE, diagnosis_spec
 from service.identity import study_id
-from service.lifecycle import RoundDocument, RunMetrics
+from service.lifecycle.documents import RoundDocument, RunMetrics
 from service.spec import load_spec, spec_from_data
 from tests.e2e.test_cli_run import REPO, ablate
 from tests.waits import wait_until

@@ -11,7 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from service.cli import cli
-from service.lifecycle import RunStatus, write_status
+from service.lifecycle.documents import RunStatus
+from service.lifecycle.storage import write_status
 from service.plan import build_plan
 from service.report import write_report
 from service.spec import load_spec

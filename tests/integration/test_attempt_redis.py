@@ -14,7 +14,9 @@ import redis
 from service.control import RunControl, RunLease
 from service.errors import DatasetError, StoreUnavailable
 from service.identity import RunSpec
-from service.lifecycle import RunState, RunStatus, read_status, write_status
+from service.lifecycle.documents import RunStatus
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_status, write_status
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore

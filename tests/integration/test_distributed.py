@@ -17,7 +17,8 @@ import yaml
 
 from service.client import AblationClient
 from service.errors import StoreError
-from service.lifecycle import RunMetrics, read_status
+from service.lifecycle.documents import RunMetrics
+from service.lifecycle.storage import read_status
 from tests.cluster import wait_study
 from tests.conftest import REPO, TINY
 from tests.waits import wait_until

@@ -15,7 +15,8 @@ import boto3
 import pytest
 
 from service.client import AblationClient
-from service.lifecycle import RunMetrics, read_status
+from service.lifecycle.documents import RunMetrics
+from service.lifecycle.storage import read_status
 from service.queue import TRAIN_TASK, make_celery
 from service.settings import Settings, get_settings
 from tests.cluster import Workers, calibrate, takes_new_work, trained_by, wait_study

@@ -184,7 +184,7 @@ def test_a_worker_whose_tensorflow_lists_no_gpu_stops_non_zero_and_leaves_the_ru
     import redis
 
     from service.client import AblationClient
-    from service.lifecycle import read_status, run_key
+    from service.lifecycle.storage import read_status, run_key
 
     start, redis_server = gpu_machine
     supervisor = start("--gpus", "0")

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from service.client import AblationClient
-from service.lifecycle import RunStatus
+from service.lifecycle.documents import RunStatus
 from tests.waits import wait_until
 
 RUNS = 300

@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from service.lifecycle import read_status
+from service.lifecycle.storage import read_status
 from service.store import LocalStore
 from tests.conftest import REPO, TINY
 

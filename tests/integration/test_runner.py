@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.lifecycle import RunMetrics, read_status, run_key
+from service.lifecycle.documents import RunMetrics
+from service.lifecycle.storage import read_status, run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore

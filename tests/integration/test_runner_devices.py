@@ -12,7 +12,8 @@ import keras
 import pytest
 
 from service import datasets
-from service.lifecycle import RunMetrics, read_status, run_key
+from service.lifecycle.documents import RunMetrics
+from service.lifecycle.storage import read_status, run_key
 from service.store import LocalStore
 from tests.integration.test_runner import only_run
 from workers import checkpoint, devices, runner

@@ -12,7 +12,9 @@ import yaml
 
 from service.diagnose.staged import diagnosis_spec
 from service.identity import study_id
-from service.lifecycle import RoundDocument, RunState, effective_state, round_key, study_key
+from service.lifecycle.documents import RoundDocument
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import effective_state, round_key, study_key
 from service.spec import spec_from_data
 from service.store import open_store
 from tests.conftest import REPO, TINY

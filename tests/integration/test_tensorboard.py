@@ -11,8 +11,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
-from service.lifecycle import EpochRecord, RunMetrics, run_key
-from service.lifecycle import TestMetrics as StoredTestMetrics
+from service.lifecycle.documents import EpochRecord, RunMetrics
+from service.lifecycle.documents import TestMetrics as StoredTestMetrics
+from service.lifecycle.storage import run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore, open_store

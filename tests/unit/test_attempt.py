@@ -10,7 +10,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from service.errors import StoreError
 from service.identity import RunSpec
-from service.lifecycle import RunState, RunStatus, read_status, study_key, write_status
+from service.lifecycle.documents import RunStatus
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_status, study_key, write_status
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore

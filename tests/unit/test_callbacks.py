@@ -11,7 +11,9 @@ from collections.abc import Callable
 import keras
 import pytest
 
-from service.lifecycle import RunState, RunStatus, read_status, run_key
+from service.lifecycle.documents import RunStatus
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_status, run_key
 from service.spec.models import TrainConfig
 from service.store import LocalStore
 from workers import checkpoint

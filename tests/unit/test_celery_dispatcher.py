@@ -16,7 +16,9 @@ from service.client import AblationClient, BrokerError, CeleryDispatcher
 from service.control import RunControl
 from service.driver import StudyDriver
 from service.identity import RunSpec
-from service.lifecycle import RunState, RunStatus, TrainMessage, read_status
+from service.lifecycle.documents import RunStatus, TrainMessage
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_status
 from service.plan import build_plan
 from service.queue import TRAIN_TASK
 from service.settings import Settings

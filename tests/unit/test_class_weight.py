@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from service.errors import SpecError
-from service.lifecycle import RunMetrics, run_key
+from service.lifecycle.documents import RunMetrics
+from service.lifecycle.storage import run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore

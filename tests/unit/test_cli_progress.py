@@ -11,7 +11,7 @@ from rich.console import Console
 
 from service.cli import progress
 from service.driver import StudyStatus
-from service.lifecycle import Variant
+from service.lifecycle.documents import Variant
 
 
 def show(monkeypatch, status: StudyStatus, names: list[str]) -> str:

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from service.diagnose import DataShape, Stage, StageVariant, findings, next_stage
-from service.lifecycle import RoundDocument, Variant
+from service.lifecycle.documents import RoundDocument, Variant
 from service.report.models import Summary
 from service.report.summary import summarize_study
 from service.spec.models import TrainConfig

@@ -12,19 +12,10 @@ import pytest
 
 from service.driver import Dispatcher, StudyDriver, merge_rounds
 from service.identity import RunSpec
-from service.lifecycle import (
-    EpochRecord,
-    RoundDocument,
-    RunMetrics,
-    RunState,
-    RunStatus,
-    effective_state,
-    read_status,
-    round_key,
-    run_key,
-    write_status,
-)
-from service.lifecycle import TestMetrics as ResultMetrics
+from service.lifecycle.documents import EpochRecord, RoundDocument, RunMetrics, RunStatus
+from service.lifecycle.documents import TestMetrics as ResultMetrics
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import effective_state, read_status, round_key, run_key, write_status
 from service.plan import build_plan, expand
 from service.spec import spec_from_data
 from service.store.local import LocalStore

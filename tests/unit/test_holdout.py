@@ -13,7 +13,7 @@ from service.datasets.splits import fold_of
 from service.errors import DatasetError, SpecError
 from service.holdout import HELD_OUT_FILE, read_held_out
 from service.identity import RunSpec
-from service.lifecycle import run_key
+from service.lifecycle.storage import run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.spec.models import TrainConfig

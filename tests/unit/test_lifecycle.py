@@ -1,25 +1,13 @@
-"""The run lifecycle (service/lifecycle.py): the states and their predicates, the effective
+"""The run lifecycle (service/lifecycle): the states and their predicates, the effective
 state read from the store, and the documents' refusals naming the key and the field."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.lifecycle import (
-    ACTIVE_STATES,
-    FINAL_STATES,
-    REUSABLE_STATES,
-    DocumentError,
-    RunDocument,
-    RunState,
-    RunStatus,
-    StudyDocument,
-    effective_state,
-    read_document,
-    read_status,
-    run_key,
-    write_status,
-)
+from service.lifecycle.documents import RunDocument, RunStatus, StudyDocument
+from service.lifecycle.states import ACTIVE_STATES, FINAL_STATES, REUSABLE_STATES, RunState
+from service.lifecycle.storage import DocumentError, effective_state, read_document, read_status, run_key, write_status
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store.local import LocalStore

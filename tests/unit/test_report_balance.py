@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import balanced_accuracy_score
 
-from service.lifecycle import TestMetrics as SplitMetrics
+from service.lifecycle.documents import TestMetrics as SplitMetrics
 from service.report.render import render_markdown
 from service.report.stats import balanced_accuracy, balanced_samples
 from service.report.summary import summarize_study

@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 
-from service.lifecycle import RunState, read_status, run_key
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import read_status, run_key
 from service.plan import build_plan
 from service.spec import spec_from_data
 from service.store import LocalStore

@@ -15,16 +15,9 @@ import pytest
 
 from service.client import Study
 from service.driver import Dispatcher, StudyDriver
-from service.lifecycle import (
-    RunDocument,
-    RunState,
-    effective_state,
-    read_document,
-    read_metrics,
-    read_status,
-    read_study,
-    run_key,
-)
+from service.lifecycle.documents import RunDocument
+from service.lifecycle.states import RunState
+from service.lifecycle.storage import effective_state, read_document, read_metrics, read_status, read_study, run_key
 from service.plan import build_plan
 from service.report import publish_report
 from service.spec import load_spec

@@ -1,82 +1,25 @@
-"""What state a run is in, who may move it, and the documents that cross a boundary.
-
-One owner (DESIGN.md, "Run lifecycle"): `RunState` and its predicates, the effective state of a
-run read from the store (`metrics.json` present = succeeded, beats `status.json`; no status =
-queued), and typed, versioned pydantic models of every document the control side and the
-workers exchange: `study.json`, `run.json`, `status.json`, `metrics.json` and the queue message.
-
-Layout: `runs/{run_id}/run.json, status.json, checkpoints/, model.keras, metrics.json` and
-`studies/{study_id}/study.json, rounds/, report/`. `metrics.json` is written once, last.
+"""The typed, versioned pydantic models of every document the control side and the workers
+exchange: `study.json` (`StudyDocument`), `run.json` (`RunDocument`), `status.json`
+(`RunStatus`), `metrics.json` (`RunMetrics`), a study's rounds (`RoundDocument`) and repair
+(`RepairDocument`), and the queue message (`TrainMessage`). A document written before a field
+existed reads as version 1; a newer version is refused.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
-from collections.abc import Iterable
 from datetime import datetime, timezone
-from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.errors import KeyNotFound, StoreError
 from service.identity import RUN_ID_PATTERN, RunSpec
-from service.store.base import Store
+from service.lifecycle.states import RunState
 from service.text import printable
 
 DOCUMENT_VERSION = 1
 """Version of the documents below; a reader refuses a newer one instead of misreading it."""
-
-
-class RunState(str, Enum):
-    """The states of a run (DESIGN.md). A `str`, so stored JSON and comparisons keep plain words."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DIVERGED = "diverged"
-    CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def is_final(self) -> bool:
-        """No attempt is training or will train it unless it is submitted again."""
-        return self not in (RunState.QUEUED, RunState.RUNNING)
-
-    @property
-    def is_active(self) -> bool:
-        """Queued or training: an attempt owns it (or will)."""
-        return not self.is_final
-
-    @property
-    def is_reusable(self) -> bool:
-        """Its result is final: reused by every study that plans it, never retrained. A failed
-        or cancelled run is final too, but trains again when submitted again."""
-        return self in (RunState.SUCCEEDED, RunState.DIVERGED)
-
-
-STATES: tuple[RunState, ...] = tuple(RunState)
-FINAL_STATES = frozenset(state for state in RunState if state.is_final)
-ACTIVE_STATES = frozenset(state for state in RunState if state.is_active)
-REUSABLE_STATES = frozenset(state for state in RunState if state.is_reusable)
-TERMINAL_STATES = REUSABLE_STATES  # the name earlier versions used
-
-
-class DocumentError(StoreError):
-    """A stored document is unreadable or is not what its key says; the message names the key."""
-
-
-def run_key(run_id: str, name: str) -> str:
-    return f"runs/{run_id}/{name}"
-
-
-def study_key(study_id: str, name: str) -> str:
-    return f"studies/{study_id}/{name}"
 
 
 def utcnow() -> str:
@@ -243,10 +186,6 @@ class RoundDocument(Document):
     planned_at: str = Field(default_factory=utcnow)
 
 
-def round_key(study_id: str, index: int) -> str:
-    return study_key(study_id, f"rounds/{index:03d}.json")
-
-
 class FixRecord(BaseModel):
     """A change that repairs the baseline, as a staged diagnosis decided it."""
 
@@ -306,10 +245,6 @@ class RunDocument(BaseModel):
         return spec
 
 
-def write_run_document(store: Store, run: RunSpec) -> None:
-    store.put_json(run_key(run.run_id, "run.json"), RunDocument.of(run).model_dump(mode="json"))
-
-
 class TrainMessage(BaseModel):
     """The keyword arguments of a `train_run` queue message (JSON only). The worker validates
     every field before acting (workers/message.py); the client builds it from a `RunSpec`."""
@@ -325,79 +260,6 @@ class TrainMessage(BaseModel):
         return cls(run=run.model_dump(mode="json"), study_id=study_id, store=store_url)
 
 
-Doc = TypeVar("Doc", bound=BaseModel)
-
-
-def read_document(store: Store, key: str, model: type[Doc]) -> Doc:
-    """The document under `key` as `model`; `KeyNotFound` when absent, `DocumentError` naming
-    the key and the first bad field when it is unreadable or describes something else."""
-    data = store.get_json(key)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        if not error["loc"] and error["type"] == "value_error":  # the model's own words
-            problem = str(error["ctx"]["error"])
-        else:
-            where = ".".join(str(part) for part in error["loc"]) or "the document"
-            label = re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()
-            problem = f"not a {label} ({where}: {printable(error['msg'], 200)})"
-        raise DocumentError(f"{store.location(key)}: {problem}") from None
-
-
 def _json_type(value: Any) -> str:
     names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def write_document(store: Store, key: str, document: BaseModel) -> None:
-    store.put_json(key, document.model_dump(mode="json"))
-
-
-def read_study(store: Store, study_id: str) -> StudyDocument:
-    """The study's `study.json`; `KeyNotFound` when there is none."""
-    return read_document(store, study_key(study_id, "study.json"), StudyDocument)
-
-
-def read_status(store: Store, run_id: str) -> RunStatus | None:
-    """The run's status.json, or None when absent. An unreadable status counts as absent: the
-    run starts over cleanly (its checkpoints, if any, are still used)."""
-    try:
-        return RunStatus.model_validate(store.get_json(run_key(run_id, "status.json")))
-    except KeyNotFound:
-        return None
-    except (StoreError, ValueError):
-        return None
-
-
-def write_status(store: Store, status: RunStatus) -> None:
-    status.updated_at = utcnow()
-    store.put_json(run_key(status.run_id, "status.json"), status.model_dump(mode="json"))
-
-
-def read_metrics(store: Store, run_id: str) -> RunMetrics | None:
-    """The run's result, or None when it has none yet; `DocumentError` when unreadable."""
-    try:
-        return read_document(store, run_key(run_id, "metrics.json"), RunMetrics)
-    except KeyNotFound:
-        return None
-
-
-def has_result(store: Store, run_id: str) -> bool:
-    return store.exists(run_key(run_id, "metrics.json"))
-
-
-def effective_state(store: Store, run_id: str) -> tuple[RunState, RunStatus | None]:
-    """The run's state as every reader must see it: `metrics.json` present = succeeded (it is
-    written last, so it beats whatever status.json says); otherwise status.json's state; no
-    status = queued. Returns the status too (None when absent), for its epoch and error."""
-    status = read_status(store, run_id)
-    if status is not None and status.state is RunState.SUCCEEDED:
-        return RunState.SUCCEEDED, status
-    if has_result(store, run_id):
-        return RunState.SUCCEEDED, status
-    return (status.state if status is not None else RunState.QUEUED), status
-
-
-def effective_states(store: Store, run_ids: Iterable[str]) -> dict[str, tuple[RunState, RunStatus | None]]:
-    return {run_id: effective_state(store, run_id) for run_id in run_ids}
