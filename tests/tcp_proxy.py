@@ -35,6 +35,10 @@ class TcpProxy:
         """Refuse new connections and cut the open ones."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown wakes the thread blocked in accept(): a close alone leaves the socket
+            # listening (and accepting) until that call returns
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         with self._lock:
             for conn in self._connections:
@@ -56,11 +60,30 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._connections += [client, upstream]
+            ends = threading.Semaphore(0)  # released once by each direction when it ends
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, ends), daemon=True).start()
+            threading.Thread(target=self._close_after, args=(client, upstream, ends), daemon=True).start()
+
+    def open_connections(self) -> int:
+        """Forwarded connections not closed yet (each holds two sockets)."""
+        with self._lock:
+            return len(self._connections) // 2
+
+    def _close_after(self, client: socket.socket, upstream: socket.socket, ends: threading.Semaphore) -> None:
+        """Once both directions ended, close both sockets: a server that closes its connection
+        after each response (moto's does) would otherwise leave two descriptors per request
+        open in the test process until it ran out of them."""
+        ends.acquire()
+        ends.acquire()
+        with self._lock:
+            for conn in (client, upstream):
+                with contextlib.suppress(ValueError):
+                    self._connections.remove(conn)
+                conn.close()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, ends: threading.Semaphore) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
@@ -69,3 +92,4 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+            ends.release()
