@@ -27,12 +27,12 @@ import math
 
 from scipy import stats as sps
 
-from service.diagnose.models import BASELINE, CONFIRM_SUFFIX, FixFound, Stage
+from service.diagnose.models import BASELINE, FixFound, Stage
 from service.report.balance import BALANCE_PATHS
 from service.report.models import Summary
 from service.report.rules.thresholds import MIN_GAIN
 from service.report.stats import binomial_var
-from service.report.variant_models import MetricStats, VariantStats
+from service.report.variant_models import CONFIRM_SUFFIX, MetricStats, VariantStats
 
 NOT_FIXES = ("dataset.", "training.train_fraction")
 """Paths of variants that are never a fix: data that changes the samples (scored on another

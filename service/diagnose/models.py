@@ -9,9 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 StageKind = Literal["baseline", "search", "confirm", "repair"]
 BASELINE = "baseline"
-CONFIRM_SUFFIX = " (confirm)"
-"""Confirmation variants are named apart (`lr x0.1 (confirm)`), so the study keeps their
-fresh seeds in variants of their own and the decision reads them alone."""
 REPAIRED = "repaired"
 
 

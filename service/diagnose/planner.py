@@ -21,7 +21,6 @@ from service.diagnose.confirm import (
 )
 from service.diagnose.models import (
     BASELINE,
-    CONFIRM_SUFFIX,
     REPAIRED,
     DataShape,
     Stage,
@@ -41,6 +40,7 @@ from service.identity import canonical_json
 from service.plan import diagnose_battery
 from service.report.configs import apply_overrides
 from service.report.models import Summary
+from service.report.variant_models import CONFIRM_SUFFIX
 from service.spec.models import TrainConfig
 from service.spec.shapes import ShapeError, check_model
 from service.spec.training import FULL_DUMP

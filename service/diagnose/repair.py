@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from service.diagnose.confirm import decide, is_candidate_fix
-from service.diagnose.models import BASELINE, CONFIRM_SUFFIX, Findings, FixFound, Stage
+from service.diagnose.models import BASELINE, Findings, FixFound, Stage
 from service.report.models import Summary
 from service.report.rules.thresholds import MIN_GAIN
-from service.report.variant_models import VariantStats
+from service.report.variant_models import CONFIRM_SUFFIX, VariantStats
 
 
 def screening_fixes(summary: Summary, undecided: set[str]) -> list[FixFound]:

@@ -15,10 +15,10 @@ from typing import Any
 
 from service.diagnose.models import StageVariant
 from service.diagnose.remedies import SEARCHED, rate_range, remedies
-from service.report.diagnosis import CANDIDATES, EXPLAINS, FALLBACK, TRAINING_TROUBLE
 from service.report.diagnosis_models import Symptom
 from service.report.label_issues import HOLDOUT_PATH
 from service.report.models import Summary
+from service.report.rules.causes import CANDIDATES, EXPLAINS, FALLBACK, TRAINING_TROUBLE
 from service.report.rules.thresholds import MIN_GAIN
 
 TIER_WIDTH = 2

@@ -18,7 +18,7 @@ import yaml
 
 from service import datasets
 from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
-from service.diagnose.models import CONFIRM_SUFFIX, REPAIRED, DataShape, Findings, Stage
+from service.diagnose.models import REPAIRED, DataShape, Findings, Stage
 from service.diagnose.planner import next_stage
 from service.diagnose.repair import findings
 from service.driver import Dispatcher, StudyDriver, StudyStatus, SubmitReport
@@ -30,7 +30,7 @@ from service.report import gather, publish_report
 from service.report.configs import apply_overrides
 from service.report.models import Summary
 from service.report.summary import summarize_study
-from service.report.variant_models import Comparison
+from service.report.variant_models import CONFIRM_SUFFIX, Comparison
 from service.spec import spec_from_data
 from service.spec.ablation import AblationSpec
 from service.spec.models import StudySpec

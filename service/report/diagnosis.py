@@ -27,6 +27,7 @@ from service.report.diagnosis_models import Cause, Finding, Inconclusive, Statis
 from service.report.learning_curve import FRACTION
 from service.report.next_steps import at_edge, fix_of, suggestions
 from service.report.rules import comparable, fix_rule, remedies
+from service.report.rules.causes import CANDIDATES, EXPLAINS, FALLBACK, TRAINING_TROUBLE
 from service.report.rules.thresholds import (
     MIN_GAIN,
     MIN_SYMPTOM_STAKE,
@@ -36,63 +37,8 @@ from service.report.rules.thresholds import (
 from service.report.study_data import StudyData
 from service.report.symptoms import read_symptoms
 from service.report.uncertainty import inconclusive, statistics
-from service.report.variant_models import VariantStats
+from service.report.variant_models import CONFIRM_SUFFIX, VariantStats
 from service.report.wording import describe, metric_words, p_text, points
-
-TRAINING_TROUBLE = ("learned_nothing", "diverged")
-"""Symptoms of a baseline that does not train at all: whichever fix makes it train is the
-cause, and without one the learning rate is the first suspect."""
-CANDIDATES = {
-    "learned_nothing": (
-        "learning_rate_too_high",
-        "learning_rate_too_low",
-        "unscaled_input",
-        "few_updates",
-        "too_few_epochs",
-        "over_regularization",
-        "harmful_augmentation",
-        "underfitting",
-    ),
-    "underfitting": (
-        "underfitting",
-        "too_few_epochs",
-        "learning_rate_too_low",
-        "learning_rate_too_high",
-        "few_updates",
-        "over_regularization",
-        "harmful_augmentation",
-        "unscaled_input",
-    ),
-    "overfitting": ("overfitting",),
-    "still_improving": ("too_few_epochs", "learning_rate_too_low", "few_updates"),
-    "few_updates": ("few_updates", "too_few_epochs", "learning_rate_too_low"),
-    "oscillating_loss": ("learning_rate_too_high",),
-    "class_imbalance": ("class_imbalance",),
-    "class_collapse": ("class_collapse", "class_imbalance"),
-}
-CANDIDATES["diverged"] = CANDIDATES["learned_nothing"]
-FALLBACK = {
-    "learned_nothing": "learned_nothing",
-    "diverged": "learning_rate_too_high",
-    "oscillating_loss": "learning_rate_too_high",
-    "underfitting": "underfitting",
-    "overfitting": "overfitting",
-    "still_improving": "too_few_epochs",
-    "few_updates": "few_updates",
-    "class_collapse": "class_collapse",
-    "class_imbalance": "class_imbalance",
-    "test_above_validation": "label_noise",
-    "unscaled_input": "unscaled_input",
-}
-"""The cause a symptom names when no tested fix repairs it."""
-EXPLAINS = {
-    "unscaled_input": ("learned_nothing", "diverged", "underfitting", "oscillating_loss"),
-    "diverged": ("learned_nothing",),
-    "few_updates": ("learned_nothing", "underfitting", "still_improving"),
-    "test_above_validation": ("underfitting", "overfitting"),
-}
-"""A symptom that explains others: unscaled input explains a baseline that does not train,
-noisy labels explain a model that cannot fit (or memorizes) its training set."""
 
 
 @dataclass
@@ -132,6 +78,12 @@ def diagnose(
         tested = remedies(study, symptom.rule, fair)
         if tested and not any(c in fixes for c in tested) and all(_no_gain(c) for c in tested):
             symptom.refuted_by = [c.name for c in tested]
+    # A staged diagnosis confirms a promising change once, on fresh seeds: one its confirmation
+    # did not bear out is not promising any more, on either set of seeds.
+    confirmed_once = {c.name.removesuffix(CONFIRM_SUFFIX) for c in fair if c.name.endswith(CONFIRM_SUFFIX)}
+    not_confirmed = [
+        c for c in fair if c.name.endswith(CONFIRM_SUFFIX) and not c.significant and c.delta > 0
+    ]
     promising = [
         c
         for c in fair
@@ -140,8 +92,9 @@ def diagnose(
         and c.stats.vs_baseline is not None
         and c.stats.vs_baseline.p_value is not None
         and c.stats.vs_baseline.p_value < alpha
+        and c.name.removesuffix(CONFIRM_SUFFIX) not in confirmed_once
     ]
-    causes = _causes(study, symptoms, fixes, promising)
+    causes = _causes(study, symptoms, fixes, promising, not_confirmed)
     return Diagnosis(
         causes=causes,
         symptoms=symptoms,
@@ -189,7 +142,11 @@ def _no_gain(c: Contrast) -> bool:
 
 
 def _causes(
-    study: StudyContrasts, symptoms: list[Symptom], fixes: list[Contrast], promising: list[Contrast]
+    study: StudyContrasts,
+    symptoms: list[Symptom],
+    fixes: list[Contrast],
+    promising: list[Contrast],
+    not_confirmed: list[Contrast] = (),
 ) -> list[Cause]:
     """Symptoms attached to the fixes that repair them. A symptom established on its own
     evidence with no significant fix among its candidates is attributed to a promising one
@@ -233,7 +190,10 @@ def _causes(
     causes = []
     for rule in dict.fromkeys([*claimed, *by_rule]):
         causes.append(
-            _cause(study, rule, by_rule.get(rule, []), claimed.get(rule, []), hopeful.get(rule))
+            _cause(
+                study, rule, by_rule.get(rule, []), claimed.get(rule, []), hopeful.get(rule),
+                [c for c in not_confirmed if fix_rule(study, c) == rule],
+            )
         )
     causes.sort(key=lambda cause: -cause.gain)
     return causes
@@ -275,6 +235,7 @@ def _cause(
     fixes: list[Contrast],
     symptoms: list[Symptom],
     hopeful: Contrast | None = None,
+    not_confirmed: list[Contrast] = (),
 ) -> Cause:
     fixes = sorted(fixes, key=lambda c: -c.delta)
     best = fixes[0] if fixes else None
@@ -309,6 +270,15 @@ def _cause(
             f"{p_text(comparison.p_adjusted)} adjusted for the study's comparisons): promising, "
             "not yet significant; confirm it with more seeds."
         )
+    for c in not_confirmed:
+        comparison = c.stats.vs_baseline
+        sentences.append(
+            f"{c.name.removesuffix(CONFIRM_SUFFIX)} ({describe(c.changes)}) was not confirmed on fresh "
+            f"seeds: {points(c.delta)}{_of(c)} against the baseline retrained on them "
+            f"({p_text(comparison.p_adjusted)} after Holm's adjustment among the confirmations)."
+        )
+    if not_confirmed:
+        evidence["not_confirmed"] = [effect(study, c) for c in not_confirmed]
     records = [study.baseline_record] + [c.record for c in fixes]
     title = cause_title(rule, best, symptoms)
     if hopeful is not None:

@@ -16,12 +16,9 @@ from service.report.models import Summary
 from service.report.next_steps import build_next_steps
 from service.report.stats import adjust, holm, variant_stats
 from service.report.study_data import RunRecord, StudyData, VariantRecord
-from service.report.variant_models import VariantStats
+from service.report.variant_models import CONFIRM_SUFFIX, CONFIRMED_BASELINE, VariantStats
 
 ALPHA = 0.05
-CONFIRM_SUFFIX = " (confirm)"
-CONFIRMED_BASELINE = "baseline" + CONFIRM_SUFFIX
-"""The staged diagnosis's confirmation variants and its baseline retrained on their seeds."""
 LISTED_RUNS = 10
 """Runs named per note; the rest are counted."""
 UNFINISHED = tuple(

@@ -8,6 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+CONFIRM_SUFFIX = " (confirm)"
+"""A staged diagnosis's confirmation variants are named apart (`lr x0.1 (confirm)`): their fresh
+seeds stay in variants of their own, compared with the baseline retrained on the same seeds."""
+CONFIRMED_BASELINE = "baseline" + CONFIRM_SUFFIX
+
 
 class SummaryModel(BaseModel):
     """The base of every summary.json model: an unknown field is an error."""

@@ -66,3 +66,29 @@ def test_holm_steps_down_and_never_lowers_a_larger_p():
     holm(family, 0.05)
     assert [c.p_adjusted for c in family] == pytest.approx([0.03, 0.06, 0.06])
     assert [c.significant for c in family] == [True, False, False]
+
+
+def test_a_promising_fix_its_confirmation_did_not_bear_out_is_said_so_not_asked_again():
+    # The baseline overfits; dropout looked promising on screening (significant alone, not after
+    # the adjustment) and its confirmation on fresh seeds gained too little to be significant:
+    # the cause says it was not confirmed, and never again "looks like the fix, to confirm".
+    dropout = {"model.dropout": 0.5}
+    variants = {
+        "baseline": {"test_accuracy": 0.80, "sd": 0.01, "gap": 0.18, "gap_sd": 0.01},
+        "dropout 0.5": {"overrides": dropout, "factor": "dropout", "test_accuracy": 0.83, "sd": 0.01, "gap": 0.15},
+        **{
+            f"probe {i}": {"overrides": {"optimizer.learning_rate": 0.001 * (i + 2)}, "factor": "lr"}
+            for i in range(6)
+        },
+        "baseline (confirm)": {"test_accuracy": 0.80, "sd": 0.03, "gap": 0.18},
+        "dropout 0.5 (confirm)": {
+            "overrides": dropout, "factor": "dropout", "test_accuracy": 0.82, "sd": 0.03, "gap": 0.16,
+        },
+    }
+    summary = summarize_study(make_study(variants, seeds=3, rng_seed=4), generated_at="")
+    assert not by_name(summary, "dropout 0.5 (confirm)").vs_baseline.significant
+    cause = next(c for c in summary.causes if c.rule == "overfitting")
+    assert "looks like the fix" not in cause.title + cause.statement
+    assert "dropout 0.5 (model.dropout 0 -> 0.5) was not confirmed on fresh seeds" in cause.statement
+    assert cause.fix is None
+    assert all(fix.changes != dropout for fix in cause.try_next)
