@@ -341,14 +341,11 @@ def samples_tested(variant: VariantRecord) -> int | None:
 def balanced_accuracy(test: TestMetrics) -> float | None:
     """Mean recall over the classes present in the test split (scikit-learn's
     balanced_accuracy_score), from the confusion matrix; None without a test sample."""
-    matrix = np.asarray(test.confusion_matrix, dtype=np.float64)
-    if matrix.ndim != 2 or not matrix.size:
+    counts = _class_counts(test)
+    if counts is None:
         return None
-    support = matrix.sum(axis=1)
-    present = support > 0
-    if not present.any():
-        return None
-    return float(np.mean(np.diag(matrix)[present] / support[present]))
+    correct, n = counts
+    return float(np.mean(correct / n))
 
 
 def balanced_samples(test: TestMetrics) -> int | None:
@@ -356,15 +353,11 @@ def balanced_samples(test: TestMetrics) -> int | None:
     floor `compare` puts under each seed's variance. Each class's recall is measured on that
     class's samples alone, so the mean of K recalls has variance sum(r(1-r)/n_k) / K^2: a
     minority class of few test samples makes it noisier than plain accuracy on them all."""
-    matrix = np.asarray(test.confusion_matrix, dtype=np.float64)
-    if matrix.ndim != 2 or not matrix.size:
+    counts = _class_counts(test)
+    if counts is None:
         return None
-    support = matrix.sum(axis=1)
-    present = support > 0
-    if not present.any():
-        return None
-    n = support[present]
-    recall = np.clip(np.diag(matrix)[present] / n, 0.5 / n, 1 - 0.5 / n)
+    correct, n = counts
+    recall = np.clip(correct / n, 0.5 / n, 1 - 0.5 / n)
     variance = float(np.sum(recall * (1 - recall) / n)) / len(n) ** 2
     mean = float(np.clip(recall.mean(), 0.5 / n.sum(), 1 - 0.5 / n.sum()))
     return max(1, int(mean * (1 - mean) / variance)) if variance > 0 else int(n.sum())
@@ -386,3 +379,16 @@ def samples_for(variant: VariantRecord, metric: JudgedMetric) -> int | None:
     sizes = [balanced_samples(run.metrics.test) for run in variant.runs if run.metrics is not None]
     sizes = [size for size in sizes if size]
     return min(sizes) if sizes else None
+
+
+def _class_counts(test: TestMetrics) -> tuple[np.ndarray, np.ndarray] | None:
+    """(correct, samples) per class present in the test split, from the confusion matrix (rows:
+    true class); None without a test sample."""
+    matrix = np.asarray(test.confusion_matrix, dtype=np.float64)
+    if matrix.ndim != 2 or not matrix.size:
+        return None
+    support = matrix.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return None
+    return np.diag(matrix)[present], support[present]
