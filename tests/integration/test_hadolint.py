@@ -1,6 +1,7 @@
 """The Dockerfile passes hadolint, the real binary (from the dev extra), with the project's
 config, and that config still catches a bad Dockerfile. Moved from the unit tests: each runs a
-binary. (That every ignored rule gives its reason is a unit test: tests/unit/test_infra.py.)"""
+binary. (That every ignored rule gives its reason is a unit test:
+tests/unit/test_infra_dockerfile.py.)"""
 
 from __future__ import annotations
 
