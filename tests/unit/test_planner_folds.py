@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from service.diagnose import Stage, StageVariant
 from service.diagnose.search import FOLDS, OUT_OF_FOLD
-from tests.unit.test_diagnose_planner import BASELINE_DONE, SEEDS, assert_buildable, plan, summarize
+from tests.diagnose_planning import BASELINE_DONE, SEEDS, assert_buildable, plan, summarize
 
 NOISY = {"baseline": {"test_accuracy": 0.85, "val_offset": -0.10}}
 """Validation 10 points under test: the training labels look noisy."""
