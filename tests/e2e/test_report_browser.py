@@ -22,7 +22,8 @@ import pytest
 
 from service.report.plots import render_plots
 from service.report.render import render_html
-from tests.report_fixtures import XSS, long_names_grid, make_study
+from tests.report_fixtures import long_names_grid, make_study
+from tests.report_study_data import XSS
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

@@ -18,7 +18,8 @@ from service.report.rows import RUN_COLUMNS
 from service.report.study_data import StudyData
 from service.report.summary import summarize_study
 from tests.planted_study import clean_facts, make_grid
-from tests.report_fixtures import XSS, Plan, default_plans, long_names_grid, make_study
+from tests.report_fixtures import long_names_grid, make_study
+from tests.report_study_data import XSS, Plan, default_plans
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
