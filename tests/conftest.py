@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Helper modules whose asserts check results: rewritten like a test's, so a failure shows values.
+pytest.register_assert_rewrite("tests.spec_fuzzing", "tests.diagnosis_cases", "tests.diagnose_planning")
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
