@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from service import datasets
 from service.datasets.balance import check_class_weight
 from service.datasets.options import DEFAULT_DATA_OPTIONS, DataOptions
+from service.datasets.splits import check_folds
 from service.errors import DatasetError, SpecError
 from service.factories import FactoryError, source_digest
 from service.identity import RunSpec, canonical_json, study_id
@@ -124,8 +125,10 @@ def expand(
         except ShapeError as exc:
             where = exc.field if name == BASELINE else f"{field} ({exc.field})"
             raise SpecError(source, [(where, str(exc))]) from None
-        try:  # a weight for a class the data does not have: here, not in a worker
+        try:  # a weight for a class the data does not have, more folds than samples: here, not in a worker
             check_class_weight(config.training.class_weight, info.class_names)
+            if config.training.holdout is not None:
+                check_folds(config.training.holdout.folds, info.train_size, "training.holdout.folds")
         except DatasetError as exc:
             where = exc.field if name == BASELINE else f"{field} ({exc.field})"
             raise SpecError(source, [(where, str(exc).removeprefix(f"{exc.field}: "))]) from None

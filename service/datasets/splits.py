@@ -97,16 +97,21 @@ def _split(
     return np.asarray(keep, dtype=np.int64), np.asarray(held, dtype=np.int64)
 
 
+def check_folds(folds: int, train_size: int, field: str) -> None:
+    """A DatasetError naming `field` when `folds` folds of `train_size` samples leave one empty."""
+    if folds > train_size:
+        raise DatasetError(
+            field, f"{folds} folds of a training split of {train_size} samples leave a fold empty"
+        )
+
+
 def fold_of(y_train: np.ndarray, folds: int, split_seed: int, field: str) -> np.ndarray:
     """The fold (0 .. folds - 1) of each sample of the training split: stratified (each class's
     samples dealt round-robin to the folds, in an order drawn by `split_seed`) and balanced
     (fold sizes differ by at most one). The run's seed plays no part, so the `folds` runs of one
     config hold out disjoint folds that together cover the split."""
     y = np.asarray(y_train, dtype=np.int64)
-    if folds > len(y):
-        raise DatasetError(
-            field, f"{folds} folds of a training split of {len(y)} samples leave a fold empty"
-        )
+    check_folds(folds, len(y), field)
     rng = np.random.default_rng(split_seed)
     # Every class's samples in a random order, classes one after another: dealing this sequence
     # round-robin spreads each class evenly over the folds and keeps their sizes within one.

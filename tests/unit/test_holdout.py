@@ -80,6 +80,18 @@ def test_more_folds_than_samples_is_an_error_naming_the_field():
         fold_of(np.array([0, 1, 0]), 5, split_seed=0, field="training.holdout.folds")
 
 
+def test_more_folds_than_training_samples_is_refused_when_the_study_is_planned():
+    tiny = {
+        **DIGITS,
+        "dataset": {"kind": "synthetic", "image_size": 8, "classes": 2, "samples_per_class": 6,
+                    "validation_split": 0.0, "test_split": 0.25},
+        "training": {**DIGITS["training"], "holdout": {"folds": 12, "fold": 0}},
+    }
+    with pytest.raises(SpecError) as refused:
+        build_plan(spec_from_data(tiny))
+    assert "training.holdout.folds" in str(refused.value) and "leave a fold empty" in str(refused.value)
+
+
 def test_an_out_of_fold_run_stores_the_held_out_folds_probabilities(tmp_path):
     from workers.runner import run
 
